@@ -1,0 +1,183 @@
+"""DCGAN for 28x28 MNIST digits: the generator, the discriminator, the DCGAN weight init,
+and the few helpers that train.py and sample.py share (device choice, checkpoints, errors).
+
+Importing this file runs nothing. The networks follow Radford et al. 2015 ("DCGAN"), sized for
+MNIST's native 28x28 pixels instead of the 64x64 that pytorch/examples resizes to: the same
+recipe at about a ninth of the compute per image.
+"""
+
+import argparse
+import os
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+
+class Generator(nn.Module):
+    """Maps noise z of shape (N, nz) to images of shape (N, channels, 28, 28) in [-1, 1]."""
+
+    def __init__(self, *, nz=100, width=64, channels=1):
+        super().__init__()
+        self.nz = nz
+        self.net = nn.Sequential(
+            # (N, nz, 1, 1) -> (N, 4w, 7, 7): one big "projection" as in the DCGAN paper
+            nn.ConvTranspose2d(nz, width * 4, 7, 1, 0, bias=False),
+            nn.BatchNorm2d(width * 4),
+            nn.ReLU(inplace=True),
+            # (N, 4w, 7, 7) -> (N, 2w, 14, 14)
+            nn.ConvTranspose2d(width * 4, width * 2, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(width * 2),
+            nn.ReLU(inplace=True),
+            # (N, 2w, 14, 14) -> (N, C, 28, 28); Tanh matches data scaled to [-1, 1]
+            nn.ConvTranspose2d(width * 2, channels, 4, 2, 1),
+            nn.Tanh(),
+        )
+
+    def forward(self, z):
+        return self.net(z[:, :, None, None])  # (N, nz) -> (N, nz, 1, 1) -> (N, C, 28, 28)
+
+
+class Discriminator(nn.Module):
+    """Maps images (N, channels, 28, 28) to one real-vs-fake logit per image, shape (N,).
+
+    It returns logits, not probabilities: the loss is BCEWithLogitsLoss, which fuses the
+    sigmoid into the log and stays exact under autocast (Sigmoid + BCELoss does not).
+    """
+
+    def __init__(self, *, width=64, channels=1):
+        super().__init__()
+        self.net = nn.Sequential(
+            # (N, C, 28, 28) -> (N, w, 14, 14); no BatchNorm on the input layer (DCGAN paper)
+            nn.Conv2d(channels, width, 4, 2, 1),
+            nn.LeakyReLU(0.2, inplace=True),
+            # (N, w, 14, 14) -> (N, 2w, 7, 7); no bias where BatchNorm's shift follows
+            nn.Conv2d(width, width * 2, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(width * 2),
+            nn.LeakyReLU(0.2, inplace=True),
+            # (N, 2w, 7, 7) -> (N, 1, 1, 1): a 7x7 kernel sees the whole map
+            nn.Conv2d(width * 2, 1, 7, 1, 0),
+        )
+
+    def forward(self, x):
+        return self.net(x).flatten()  # (N, 1, 1, 1) -> (N,)
+
+
+def weights_init(module):
+    """DCGAN init, applied with `net.apply(weights_init)`: conv weights N(0, 0.02),
+    BatchNorm scale N(1, 0.02) and shift 0."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+@torch.no_grad()
+def generate(G, z):
+    """Images (N, C, 28, 28) in [-1, 1] for noise z (N, nz), with BatchNorm in eval mode: the
+    running statistics from training, so an image does not depend on the rest of its batch."""
+    was_training = G.training
+    G.eval()
+    images = G(z)
+    G.train(was_training)
+    return images
+
+
+# ----------------------------------------------------------------------------
+# Helpers shared by the scripts
+
+
+class UserError(Exception):
+    """A problem with the user's input: the scripts print it as one line and exit 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but every error is one line on stderr (no usage block) and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def positive_int(text):
+    """argparse type for counts that must be at least 1 (--n, --epochs, --batch-size)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def pick_device(name):
+    """'auto' picks CUDA, then Apple's MPS, then the CPU; a named device must exist here."""
+    available = {
+        "cuda": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+        "cpu": True,
+    }
+    if name == "auto":
+        name = next(dev for dev, ok in available.items() if ok)
+    elif not available[name]:
+        raise UserError(f"--device {name} is not available on this machine (try --device auto)")
+    return torch.device(name)
+
+
+def make_writable_dir(path):
+    """Create `path` (and parents) or raise a UserError that names it."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot write to {path}: {e.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise UserError(f"cannot write to {path}: permission denied")
+
+
+@contextmanager
+def atomic_path(path):
+    """Yield a temporary name beside `path`, renamed onto `path` only if the block succeeds,
+    so a crash or Ctrl-C never leaves a half-written file under the real name."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_checkpoint(checkpoint, path):
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def load_checkpoint(path):
+    """Load a checkpoint written by train.py onto the CPU, or raise a one-line UserError.
+
+    weights_only=True: the file may come from anywhere, and unpickling arbitrary objects
+    could run code. The kit's checkpoints hold only tensors, numbers, strings and dicts.
+    """
+    if not os.path.isfile(path):
+        raise UserError(f"no checkpoint at {path} (train one with: python train.py)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a damaged file can fail in zip, pickle or tensor code
+        raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__})") from None
+    if not isinstance(checkpoint, dict) or not {"config", "generator"} <= checkpoint.keys():
+        raise UserError(f"{path} is not a DCGAN kit checkpoint")
+    return checkpoint
+
+
+def generator_from_checkpoint(checkpoint):
+    """Rebuild the generator from the sizes stored in the checkpoint, then load its weights."""
+    config = checkpoint["config"]
+    G = Generator(nz=config["nz"], width=config["g_width"], channels=config["channels"])
+    try:
+        G.load_state_dict(checkpoint["generator"])
+    except (RuntimeError, TypeError) as e:
+        first_line = str(e).splitlines()[0]
+        raise UserError(f"checkpoint weights do not fit its configuration: {first_line}") from None
+    return G

@@ -1,0 +1,355 @@
+"""Train a DCGAN on MNIST.
+
+    python train.py                                   # the canonical run: 25 epochs, batch 128, into out/
+    python train.py --epochs 1 --data-root ../shared/data
+    python train.py --resume --epochs 30              # continue out/checkpoint.pt up to epoch 30
+    python train.py --device cuda --compile
+
+After every epoch, --out (default out/) holds epoch_NNN.png (an 8x8 grid from one fixed noise
+batch, so epochs compare), progress.gif (all those grids), log.csv and checkpoint.pt.
+Ctrl-C finishes the current step, saves the checkpoint and exits; --resume carries on from it.
+"""
+
+import csv
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager, nullcontext
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from PIL import Image
+from torchvision.utils import save_image
+
+from gan import (
+    ArgumentParser,
+    Discriminator,
+    Generator,
+    UserError,
+    atomic_path,
+    generate,
+    load_checkpoint,
+    make_writable_dir,
+    pick_device,
+    positive_int,
+    save_checkpoint,
+    weights_init,
+)
+
+# Settings a resumed run takes from its checkpoint, whatever the command line says.
+RUN_SETTINGS = ("batch_size", "lr_g", "lr_d", "beta1", "beta2", "seed")
+LOG_FIELDS = ("epoch", "step", "loss_d", "loss_g", "d_x", "d_g_z", "images_per_s")
+
+
+def parse_args(argv=None):
+    p = ArgumentParser(prog="train.py", description="Train a DCGAN on MNIST.")
+    p.add_argument("--epochs", type=positive_int, default=25, help="total epochs to reach (default: 25)")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="images per step (default: 128)")
+    p.add_argument("--lr-g", type=float, default=2e-4, help="generator Adam learning rate (default: 2e-4)")
+    p.add_argument("--lr-d", type=float, default=2e-4, help="discriminator Adam learning rate (default: 2e-4)")
+    p.add_argument("--beta1", type=float, default=0.5, help="Adam beta1 for both (default: 0.5)")
+    p.add_argument("--beta2", type=float, default=0.999, help="Adam beta2 for both (default: 0.999)")
+    p.add_argument("--nz", type=positive_int, default=100, help="latent size (default: 100)")
+    p.add_argument("--g-width", type=positive_int, default=64, help="generator base width (default: 64)")
+    p.add_argument("--d-width", type=positive_int, default=64, help="discriminator base width (default: 64)")
+    p.add_argument("--data-root", default="data", help="folder holding MNIST/raw/ (default: data)")
+    p.add_argument("--out", default="out", help="folder for grids, GIF, log and checkpoint (default: out)")
+    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"],
+                   help="auto picks CUDA, then MPS, then CPU (default: auto)")
+    p.add_argument("--amp", default="auto", choices=["auto", "on", "off"],
+                   help="mixed precision; auto: bf16 (else fp16) on CUDA, off on MPS and CPU (default: auto)")
+    p.add_argument("--compile", action="store_true", help="torch.compile both networks (default: off)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--log-every", type=positive_int, default=100, help="steps between log lines (default: 100)")
+    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
+    return p.parse_args(argv)
+
+
+def load_mnist(root, device):
+    """The MNIST training set as one (60000, 1, 28, 28) float tensor in [-1, 1] on `device`.
+
+    Scaling once and indexing batches out of this tensor replaces a DataLoader that converts
+    every image from PIL on every epoch, which is what makes the common examples slow.
+    """
+    raw = os.path.join(root, "MNIST", "raw")
+    try:
+        images = torchvision.datasets.MNIST(root, train=True, download=True).data  # (N, 28, 28) uint8
+    except Exception as e:  # torchvision reports a failed download and a bad file in many types
+        if not os.path.isfile(os.path.join(raw, "train-images-idx3-ubyte")):
+            raise UserError(f"MNIST is not in {raw}/ and could not be downloaded: put the four "
+                            f"IDX files there, or pass --data-root FOLDER whose MNIST/raw/ holds them") from None
+        raise UserError(f"corrupt MNIST file in {raw}/ ({type(e).__name__}: {e})".splitlines()[0]) from None
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise UserError(f"corrupt MNIST file in {raw}/: images of shape {tuple(images.shape)}, expected (N, 28, 28)")
+    return images.to(device).unsqueeze(1).float().div_(127.5).sub_(1)  # uint8 travels, then floats
+
+
+def amp_dtype(device, mode):
+    """The autocast dtype for --amp on this device, or None for plain fp32.
+
+    auto: bf16 on CUDA where supported (no loss scaling needed), else fp16; off on the CPU, where
+    bf16 autocast without bf16 hardware measured ~25x slower than fp32, and off on MPS, where
+    fp32 is the path that surely works. --amp on forces fp16 on MPS and bf16 on the CPU.
+    """
+    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float16 if device.type == "mps" else torch.bfloat16
+
+
+def train_step(G, D, opt_g, opt_d, scaler, real, autocast):
+    """One DCGAN step: D learns real (target 1) from fake (target 0), then G learns to make D
+    say real. Returns a (4,) device tensor: loss_d, loss_g, D(x), D(G(z)). No .item() here:
+    reading a value forces the host to wait for the device, so the caller reads rarely."""
+    z = torch.randn(real.size(0), G.nz, device=real.device)
+    with autocast:
+        fake = G(z)  # (B, 1, 28, 28)
+        # Two separate D calls: one batch of both would mix real and fake BatchNorm statistics.
+        logit_real, logit_fake = D(real), D(fake.detach())  # (B,), (B,); detach: no G grads here
+        loss_d = (F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
+                  + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)))
+    opt_d.zero_grad(set_to_none=True)
+    scaler.scale(loss_d).backward()
+    scaler.step(opt_d)
+
+    D.requires_grad_(False)  # G's loss needs gradients through D, not for D's own weights
+    with autocast:
+        logit_gen = D(fake)
+        # Non-saturating loss: maximise log D(G(z)) rather than minimise log(1 - D(G(z))),
+        # which has almost no gradient early on, when D rejects every fake with confidence.
+        loss_g = F.binary_cross_entropy_with_logits(logit_gen, torch.ones_like(logit_gen))
+    opt_g.zero_grad(set_to_none=True)
+    scaler.scale(loss_g).backward()
+    scaler.step(opt_g)
+    scaler.update()
+    D.requires_grad_(True)
+    probs = [logit.detach().float().sigmoid().mean() for logit in (logit_real, logit_fake)]
+    return torch.stack([loss_d.detach().float(), loss_g.detach().float(), *probs])
+
+
+class Meter:
+    """Sums step statistics on the device; reading them (a host sync) happens only in read()."""
+
+    def __init__(self, device):
+        self.sums = torch.zeros(4, device=device)
+        self.steps, self.images, self.start = 0, 0, time.perf_counter()
+
+    def add(self, stats, images):
+        self.sums += stats
+        self.steps += 1
+        self.images += images
+
+    def read(self):
+        """Mean loss_d, loss_g, D(x), D(G(z)) and images/s since the last read; then reset."""
+        means = (self.sums / max(self.steps, 1)).tolist()
+        rate = self.images / (time.perf_counter() - self.start)
+        self.__init__(self.sums.device)
+        return means, rate
+
+
+@contextmanager
+def deferred_sigint():
+    """Turn Ctrl-C into a flag the loop checks after each step, so no step is cut in half."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def rng_state(device):
+    state = {"cpu": torch.get_rng_state()}
+    if device.type != "cpu":
+        state[device.type] = getattr(torch, device.type).get_rng_state()  # torch.cuda / torch.mps
+    return state
+
+
+def set_rng_state(state, device):
+    torch.set_rng_state(state["cpu"])
+    if device.type != "cpu" and device.type in state:  # absent when resuming on another device
+        getattr(torch, device.type).set_rng_state(state[device.type])
+
+
+def epoch_order(n, seed, epoch, device):
+    """The epoch's shuffle, derived from (seed, epoch) so a resumed run can rebuild it."""
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=generator).to(device)
+
+
+def open_checkpoint(args):
+    """The checkpoint to resume from (None for a fresh run), refusing to overwrite one silently."""
+    path = os.path.join(args.out, "checkpoint.pt")
+    if not args.resume:
+        if os.path.exists(path):
+            raise UserError(f"{path} exists: pass --resume to continue that run, or choose another --out")
+        return None
+    if not os.path.exists(path):
+        raise UserError(f"--resume: no checkpoint at {path}")
+    checkpoint = load_checkpoint(path)
+    if checkpoint["epoch"] >= args.epochs:
+        raise UserError(f"{path} has already trained {checkpoint['epoch']} epochs: "
+                        f"pass --epochs above {checkpoint['epoch']} to train on")
+    return checkpoint
+
+
+def write_grid(G, z, path):
+    with atomic_path(path) as tmp:
+        save_image(generate(G, z), tmp, format="png", nrow=8, normalize=True, value_range=(-1, 1))
+
+
+def write_gif(out, epochs):
+    """progress.gif: every epoch's grid in order, the last one held longer."""
+    frames = [Image.open(os.path.join(out, f"epoch_{e:03d}.png")).convert("L") for e in range(1, epochs + 1)]
+    with atomic_path(os.path.join(out, "progress.gif")) as tmp:
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
+                       duration=[400] * (epochs - 1) + [2000], loop=0)
+
+
+def open_log(out, step):
+    """log.csv for appending; rows past `step` (written after the checkpoint) are dropped."""
+    path = os.path.join(out, "log.csv")
+    rows = []
+    if os.path.exists(path):
+        with open(path, newline="") as f:
+            rows = [row for row in csv.DictReader(f) if int(row["step"]) <= step]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return open(path, "a", newline="")
+
+
+def duration(seconds):
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{seconds:02d}s"
+
+
+def build(args, device, checkpoint):
+    """Networks, optimizers and loss scaler, fresh or restored from `checkpoint`.
+    Returns (config, parts, epoch, step); `parts` is everything whose state_dict() is saved."""
+    torch.manual_seed(args.seed)
+    config = checkpoint["config"] if checkpoint else dict(
+        nz=args.nz, g_width=args.g_width, d_width=args.d_width, channels=1)
+    G = Generator(nz=config["nz"], width=config["g_width"], channels=config["channels"]).to(device)
+    D = Discriminator(width=config["d_width"], channels=config["channels"]).to(device)
+    G.apply(weights_init)
+    D.apply(weights_init)
+    betas = (args.beta1, args.beta2)
+    parts = dict(
+        generator=G,
+        discriminator=D,
+        opt_g=torch.optim.Adam(G.parameters(), lr=args.lr_g, betas=betas),
+        opt_d=torch.optim.Adam(D.parameters(), lr=args.lr_d, betas=betas),
+        # Loss scaling only for fp16, whose narrow range underflows small gradients; bf16 needs none.
+        scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype(device, args.amp) == torch.float16),
+    )
+    if not checkpoint:
+        return config, parts, 0, 0
+    for name, part in parts.items():
+        if checkpoint[name]:  # a disabled GradScaler saves {}
+            part.load_state_dict(checkpoint[name])
+    set_rng_state(checkpoint["rng"], device)
+    return config, parts, checkpoint["epoch"], checkpoint["step"]
+
+
+def save_run(args, config, parts, epoch, step):
+    """checkpoint.pt: `epoch` epochs complete, `step` steps in all (so a run stopped mid-epoch
+    resumes at batch step - epoch * steps_per_epoch of its epoch)."""
+    device = next(parts["generator"].parameters()).device
+    state = {name: part.state_dict() for name, part in parts.items()}
+    state.update(config=config, train={k: vars(args)[k] for k in RUN_SETTINGS},
+                 epoch=epoch, step=step, rng=rng_state(device))
+    save_checkpoint(state, os.path.join(args.out, "checkpoint.pt"))
+
+
+def run_epoch(args, data, loop, epoch, step, stop, log):
+    """Train from `step` to the end of `epoch`, or until Ctrl-C sets `stop`. Appends a log.csv
+    row and prints a line every --log-every steps. Returns (step, epoch means, images/s)."""
+    n, bs = len(data), args.batch_size
+    steps_per_epoch = math.ceil(n / bs)
+    order = epoch_order(n, args.seed, epoch, data.device)
+    interval, whole = Meter(data.device), Meter(data.device)
+    for i in range(step - epoch * steps_per_epoch, steps_per_epoch):
+        real = data[order[i * bs:(i + 1) * bs]]  # (B, 1, 28, 28), already on the device
+        stats = train_step(real=real, **loop)
+        interval.add(stats, len(real))
+        whole.add(stats, len(real))
+        step += 1
+        if (i + 1) % args.log_every == 0 or i + 1 == steps_per_epoch:
+            means, rate = interval.read()
+            log.writerow([epoch + 1, step, *(f"{m:.4f}" for m in means), f"{rate:.1f}"])
+            left = (args.epochs * steps_per_epoch - step) * bs / rate
+            print(f"epoch {epoch + 1}/{args.epochs} step {step}/{args.epochs * steps_per_epoch}  "
+                  f"{stat_line(means, rate)}  time left {duration(left)}")
+        if stop.is_set():
+            break
+    return (step, *whole.read())
+
+
+def train(args):
+    device = pick_device(args.device)
+    checkpoint = open_checkpoint(args)
+    if checkpoint:
+        vars(args).update(checkpoint["train"])
+    data = load_mnist(args.data_root, device)
+    make_writable_dir(args.out)
+    config, parts, epoch, step = build(args, device, checkpoint)
+    if checkpoint:
+        print(f"resuming {args.out}/checkpoint.pt at epoch {epoch + 1}, step {step} "
+              f"(batch size, learning rates and seed from the checkpoint)")
+    dtype, scaler = amp_dtype(device, args.amp), parts["scaler"]
+    precision = "fp32" if dtype is None else f"{str(dtype).removeprefix('torch.')} autocast"
+    print(f"device {device}, precision {precision}{' with GradScaler' if scaler.is_enabled() else ''}, "
+          f"{len(data)} images, batch size {args.batch_size}")
+
+    G, D = parts["generator"], parts["discriminator"]
+    loop = dict(  # train_step's arguments; checkpoints keep the plain modules, never the compiled
+        G=torch.compile(G) if args.compile else G, D=torch.compile(D) if args.compile else D,
+        opt_g=parts["opt_g"], opt_d=parts["opt_d"], scaler=scaler,
+        autocast=torch.autocast(device.type, dtype=dtype) if dtype else nullcontext())
+    # The grids' noise comes from its own generator: the same 64 digits every epoch, whatever
+    # the training RNG does, so the grids show progress rather than a new draw.
+    fixed_z = torch.randn(64, config["nz"], generator=torch.Generator().manual_seed(args.seed)).to(device)
+    resume_hint = f"continue with: python train.py --resume --out {args.out} --epochs {args.epochs}"
+    steps_per_epoch = math.ceil(len(data) / args.batch_size)
+    with open_log(args.out, step) as log_file, deferred_sigint() as stop:
+        for epoch in range(epoch, args.epochs):
+            step, means, rate = run_epoch(args, data, loop, epoch, step, stop, csv.writer(log_file))
+            log_file.flush()
+            if step < (epoch + 1) * steps_per_epoch:  # Ctrl-C mid-epoch
+                save_run(args, config, parts, epoch, step)
+                print(f"interrupted at epoch {epoch + 1}, step {step}: saved checkpoint.pt; {resume_hint}")
+                return
+            write_grid(G, fixed_z, os.path.join(args.out, f"epoch_{epoch + 1:03d}.png"))
+            write_gif(args.out, epoch + 1)
+            save_run(args, config, parts, epoch + 1, step)
+            print(f"epoch {epoch + 1}/{args.epochs} done  {stat_line(means, rate)}  "
+                  f"wrote epoch_{epoch + 1:03d}.png, progress.gif, checkpoint.pt")
+            if stop.is_set():
+                print(f"interrupted after epoch {epoch + 1}: saved checkpoint.pt; {resume_hint}")
+                return
+
+
+def stat_line(means, rate):
+    loss_d, loss_g, d_x, d_g_z = means
+    return (f"loss_d {loss_d:.3f}  loss_g {loss_g:.3f}  D(x) {d_x:.3f}  D(G(z)) {d_g_z:.3f}  "
+            f"{rate:.0f} img/s")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        train(args)
+    except UserError as e:
+        print(f"train.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
