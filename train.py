@@ -137,6 +137,10 @@ class Meter:
 
     def __init__(self, device):
         self.sums = torch.zeros(4, device=device)
+        self.reset()
+
+    def reset(self):
+        self.sums.zero_()
         self.steps, self.images, self.start = 0, 0, time.perf_counter()
 
     def add(self, stats, images):
@@ -148,7 +152,7 @@ class Meter:
         """Mean loss_d, loss_g, D(x), D(G(z)) and images/s since the last read; then reset."""
         means = (self.sums / max(self.steps, 1)).tolist()
         rate = self.images / (time.perf_counter() - self.start)
-        self.__init__(self.sums.device)
+        self.reset()
         return means, rate
 
 
@@ -268,6 +272,18 @@ def save_run(args, config, parts, epoch, step):
     save_checkpoint(state, os.path.join(args.out, "checkpoint.pt"))
 
 
+def step_arguments(parts, device, args):
+    """train_step's keyword arguments, but `real`. Checkpoints keep the plain modules, never
+    the torch.compile wrappers, so their keys carry no `_orig_mod.` prefix."""
+    G, D, dtype = parts["generator"], parts["discriminator"], amp_dtype(device, args.amp)
+    return dict(
+        G=torch.compile(G) if args.compile else G,
+        D=torch.compile(D) if args.compile else D,
+        opt_g=parts["opt_g"], opt_d=parts["opt_d"], scaler=parts["scaler"],
+        autocast=torch.autocast(device.type, dtype=dtype) if dtype else nullcontext(),
+    )
+
+
 def run_epoch(args, data, loop, epoch, step, stop, log):
     """Train from `step` to the end of `epoch`, or until Ctrl-C sets `stop`. Appends a log.csv
     row and prints a line every --log-every steps. Returns (step, epoch means, images/s)."""
@@ -292,6 +308,13 @@ def run_epoch(args, data, loop, epoch, step, stop, log):
     return (step, *whole.read())
 
 
+def finish_epoch(args, config, parts, fixed_z, epoch, step):
+    """After `epoch` epochs: that epoch's grid, the GIF of all grids so far, the checkpoint."""
+    write_grid(parts["generator"], fixed_z, os.path.join(args.out, f"epoch_{epoch:03d}.png"))
+    write_gif(args.out, epoch)
+    save_run(args, config, parts, epoch, step)
+
+
 def train(args):
     device = pick_device(args.device)
     checkpoint = open_checkpoint(args)
@@ -303,16 +326,12 @@ def train(args):
     if checkpoint:
         print(f"resuming {args.out}/checkpoint.pt at epoch {epoch + 1}, step {step} "
               f"(batch size, learning rates and seed from the checkpoint)")
-    dtype, scaler = amp_dtype(device, args.amp), parts["scaler"]
+    dtype = amp_dtype(device, args.amp)
     precision = "fp32" if dtype is None else f"{str(dtype).removeprefix('torch.')} autocast"
-    print(f"device {device}, precision {precision}{' with GradScaler' if scaler.is_enabled() else ''}, "
+    print(f"device {device}, precision {precision}{' with GradScaler' if parts['scaler'].is_enabled() else ''}, "
           f"{len(data)} images, batch size {args.batch_size}")
 
-    G, D = parts["generator"], parts["discriminator"]
-    loop = dict(  # train_step's arguments; checkpoints keep the plain modules, never the compiled
-        G=torch.compile(G) if args.compile else G, D=torch.compile(D) if args.compile else D,
-        opt_g=parts["opt_g"], opt_d=parts["opt_d"], scaler=scaler,
-        autocast=torch.autocast(device.type, dtype=dtype) if dtype else nullcontext())
+    loop = step_arguments(parts, device, args)
     # The grids' noise comes from its own generator: the same 64 digits every epoch, whatever
     # the training RNG does, so the grids show progress rather than a new draw.
     fixed_z = torch.randn(64, config["nz"], generator=torch.Generator().manual_seed(args.seed)).to(device)
@@ -326,9 +345,7 @@ def train(args):
                 save_run(args, config, parts, epoch, step)
                 print(f"interrupted at epoch {epoch + 1}, step {step}: saved checkpoint.pt; {resume_hint}")
                 return
-            write_grid(G, fixed_z, os.path.join(args.out, f"epoch_{epoch + 1:03d}.png"))
-            write_gif(args.out, epoch + 1)
-            save_run(args, config, parts, epoch + 1, step)
+            finish_epoch(args, config, parts, fixed_z, epoch + 1, step)
             print(f"epoch {epoch + 1}/{args.epochs} done  {stat_line(means, rate)}  "
                   f"wrote epoch_{epoch + 1:03d}.png, progress.gif, checkpoint.pt")
             if stop.is_set():
