@@ -1,0 +1,207 @@
+"""Training throughput of the kit against the way the common DCGAN examples train.
+
+    python benchmarks/throughput.py --data-root ../shared/data
+    python benchmarks/throughput.py --device cuda --steps 200 --repeats 5
+
+Every row runs full training steps (D step + G step, optimizers included) on real MNIST batches
+with the same networks, all in this one run, and reports the median images/s over --repeats,
+each as a ratio to the first row:
+  1. baseline: a DataLoader with per-image ToTensor/Normalize and .item() on every loss every
+     step, as pytorch/examples' dcgan/main.py trains;
+  2. the kit's default path on this device (its real epoch loop: train.run_epoch);
+  3. the kit with --compile (compile time reported separately);
+  4. the kit with --amp on (CUDA and MPS only: bf16 autocast on a CPU without bf16 hardware is
+     ~25x slower than fp32).
+It also counts the FLOPs of one step (FlopCounterMode) and sets the achieved GFLOP/s against a
+large matmul timed on the same device, and times the kit's per-epoch extras (grid, GIF,
+checkpoint) as a share of an epoch.
+"""
+
+import contextlib
+import csv
+import io
+import math
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch.utils.flop_counter import FlopCounterMode
+from torchvision import transforms
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import train  # noqa: E402  (the kit lives one folder up)
+from gan import ArgumentParser, UserError, pick_device, positive_int  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = ArgumentParser(prog="throughput.py", description="Images/s of DCGAN training steps.")
+    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"],
+                   help="auto picks CUDA, then MPS, then CPU (default: auto)")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="images per step (default: 128)")
+    p.add_argument("--steps", type=positive_int, default=30, help="timed steps per repeat (default: 30)")
+    p.add_argument("--warmup", type=positive_int, default=5, help="untimed steps first (default: 5)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="repeats; the median counts (default: 3)")
+    p.add_argument("--data-root", default="data", help="folder holding MNIST/raw/ (default: data)")
+    return p.parse_args(argv)
+
+
+def sync(device):
+    if device.type != "cpu":
+        getattr(torch, device.type).synchronize()
+
+
+def baseline_runner(args, device, root):
+    """pytorch/examples' loop: PIL -> ToTensor -> Normalize per image, .item() every step."""
+    kit = train.parse_args(["--batch-size", str(args.batch_size)])
+    _, parts, _, _ = train.build(kit, device, None)
+    G, D, opt_g, opt_d = (parts[k] for k in ("generator", "discriminator", "opt_g", "opt_d"))
+    dataset = torchvision.datasets.MNIST(root, train=True, download=True, transform=transforms.Compose(
+        [transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))]))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=2)
+    batches = iter(loader)
+
+    def step():
+        nonlocal batches
+        try:
+            real = next(batches)[0].to(device)
+        except StopIteration:
+            batches = iter(loader)
+            real = next(batches)[0].to(device)
+        D.zero_grad()
+        out = D(real)
+        loss_real = F.binary_cross_entropy_with_logits(out, torch.ones_like(out))
+        loss_real.backward()
+        fake = G(torch.randn(len(real), G.nz, device=device))
+        out = D(fake.detach())
+        loss_fake = F.binary_cross_entropy_with_logits(out, torch.zeros_like(out))
+        loss_fake.backward()
+        opt_d.step()
+        G.zero_grad()
+        out = D(fake)
+        loss_g = F.binary_cross_entropy_with_logits(out, torch.ones_like(out))
+        loss_g.backward()
+        opt_g.step()
+        [x.item() for x in (loss_real + loss_fake, loss_g, out.sigmoid().mean())]  # the per-step sync
+        return len(real)
+
+    return lambda steps: sum(step() for _ in range(steps))
+
+
+def kit_runner(args, device, data, *flags):
+    """The kit's own epoch loop (train.run_epoch, with its meters and log rows) on slices of
+    the on-device MNIST tensor: one call of `steps` steps is one short epoch."""
+    kit = train.parse_args(["--batch-size", str(args.batch_size), "--device", device.type, *flags])
+    _, parts, _, _ = train.build(kit, device, None)
+    loop = train.step_arguments(parts, device, kit)
+    stop, epoch = threading.Event(), [0]
+
+    def run(steps):
+        images = data[:steps * args.batch_size]
+        with contextlib.redirect_stdout(io.StringIO()):
+            train.run_epoch(kit, images, loop, epoch[0], epoch[0] * steps, stop, csv.writer(io.StringIO()))
+        epoch[0] += 1
+        return len(images)
+
+    return run, parts, loop, kit
+
+
+def images_per_s(run, steps, device):
+    sync(device)
+    start = time.perf_counter()
+    images = run(steps)
+    sync(device)
+    return images / (time.perf_counter() - start)
+
+
+def matmul_gflops(device, dtype, n):
+    """The device's matmul rate: the best of 10, since the ceiling is what the hardware can do
+    (it makes the "of fp32 mm" column conservative)."""
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    times = []
+    for _ in range(10):
+        sync(device)
+        start = time.perf_counter()
+        a @ b
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return 2 * n ** 3 / min(times) / 1e9
+
+
+def step_flops(loop, data, batch_size):
+    with FlopCounterMode(display=False) as counter:
+        train.train_step(real=data[:batch_size], **loop)
+    return counter.get_total_flops()
+
+
+def epoch_extras_seconds(parts, kit, device):
+    """Seconds of the kit's per-epoch writes: the grid, the GIF, the checkpoint."""
+    fixed_z = torch.randn(64, kit.nz, device=device)
+    with tempfile.TemporaryDirectory() as out:
+        kit.out = out
+        start = time.perf_counter()
+        train.finish_epoch(kit, {"nz": kit.nz}, parts, fixed_z, 1, 0)
+        return time.perf_counter() - start
+
+
+def measure(args, device):
+    data = train.load_mnist(args.data_root, device)
+    rows = {"baseline (DataLoader, .item() per step)": baseline_runner(args, device, args.data_root),
+            "kit default": kit_runner(args, device, data)[0]}
+    compile_start = time.perf_counter()
+    compiled = kit_runner(args, device, data, "--compile")[0]
+    compiled(args.warmup)  # the first calls compile
+    print(f"compile + warmup: {time.perf_counter() - compile_start:.1f} s")
+    rows["kit --compile"] = compiled
+    if device.type != "cpu":
+        rows["kit --amp on"] = kit_runner(args, device, data, "--amp", "on")[0]
+    for run in rows.values():
+        run(args.warmup)
+    rates = {name: [] for name in rows}
+    for _ in range(args.repeats):  # interleaved, so drift in machine load hits every row alike
+        for name, run in rows.items():
+            rates[name].append(images_per_s(run, args.steps, device))
+    return data, {name: statistics.median(r) for name, r in rates.items()}
+
+
+def report(args, device, data, rates):
+    _, parts, loop, kit = kit_runner(args, device, data)
+    flops = step_flops(loop, data, args.batch_size)
+    mm = {"fp32": matmul_gflops(device, torch.float32, 2048 if device.type == "cpu" else 8192)}
+    if device.type == "cuda":
+        mm["bf16"] = matmul_gflops(device, torch.bfloat16, 8192)
+    name = torch.cuda.get_device_name() if device.type == "cuda" else f"{device.type}, {torch.get_num_threads()} threads"
+    print(f"\ndevice: {name}; torch {torch.__version__}; batch {args.batch_size}; "
+          f"median of {args.repeats} x {args.steps} steps")
+    print(f"one training step: {flops / 1e9:.1f} GFLOP ({flops / args.batch_size / 1e6:.0f} MFLOP per image)")
+    print("matmul (best of 10): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in mm.items()))
+    print(f"\n{'variant':42} {'images/s':>9} {'ratio':>7} {'GFLOP/s':>8} {'of fp32 mm':>10}")
+    first = next(iter(rates.values()))
+    for variant, rate in rates.items():
+        achieved = rate / args.batch_size * flops / 1e9
+        print(f"{variant:42} {rate:9.0f} {rate / first:6.2f}x {achieved:8.0f} {achieved / mm['fp32']:9.0%}")
+    steps_per_epoch = math.ceil(60000 / args.batch_size)
+    extras = epoch_extras_seconds(parts, kit, device)
+    epoch_seconds = steps_per_epoch * args.batch_size / rates["kit default"]
+    print(f"\nper-epoch grid + GIF + checkpoint: {extras:.2f} s = {extras / epoch_seconds:.2%} of an epoch "
+          f"({epoch_seconds:.0f} s of steps at the kit's default rate)")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        device = pick_device(args.device)
+        data, rates = measure(args, device)
+        report(args, device, data, rates)
+    except UserError as e:
+        print(f"throughput.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
