@@ -7,6 +7,7 @@ torchvision's own MNIST loader runs exactly as it does on the real data.
 """
 
 import csv
+import json
 import os
 import signal
 import struct
@@ -21,6 +22,7 @@ import torchvision
 from PIL import Image
 from torchvision.transforms.functional import pil_to_tensor
 
+import evaluate
 import gan
 import sample
 import train
@@ -341,13 +343,15 @@ def test_sample_bad_input(case, argv, needle, bad_files, trained, tmp_path, caps
     assert out.read_bytes() == b"precious"
 
 
-def corrupt_copy(mnist_root, tmp_path):
+def corrupt_copy(mnist_root, tmp_path, corrupt=True):
+    """A copy of the tiny MNIST folder, its training images cut off mid-image if `corrupt`."""
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for f in (mnist_root / "MNIST" / "raw").iterdir():
         (raw / f.name).write_bytes(f.read_bytes())
-    images = raw / "train-images-idx3-ubyte"
-    images.write_bytes(images.read_bytes()[:3000])  # cut off mid-image
+    if corrupt:
+        images = raw / "train-images-idx3-ubyte"
+        images.write_bytes(images.read_bytes()[:3000])
     return tmp_path
 
 
@@ -405,3 +409,123 @@ def test_scripts_run_as_commands(tmp_path):
                          cwd=HERE, capture_output=True, text=True)
     assert bad.returncode == 2
     assert bad.stderr.strip() == f"sample.py: error: no checkpoint at {tmp_path / 'x.pt'} (train one with: python train.py)"
+
+
+# ---------------------------------------------------------------------------- evaluate.py
+
+
+def test_frechet_of_a_set_with_itself_is_zero():
+    x = torch.randn(400, 8, generator=torch.Generator().manual_seed(0))
+    assert evaluate.frechet_distance(x, x) == pytest.approx(0, abs=1e-9)
+    assert evaluate.frechet_distance(x, x + 1) == pytest.approx(8, rel=1e-6)  # a pure shift: |mu|^2
+
+
+def test_frechet_matches_closed_form_for_diagonal_covariances():
+    g = torch.Generator().manual_seed(0)
+    mu_x, mu_y = torch.randn(6, generator=g), torch.randn(6, generator=g)
+    a = torch.rand(6, generator=g).double()
+    b = torch.rand(6, generator=g).double()
+    b[:2] = 0  # near-singular: two directions with no variance at all
+    expected = ((mu_x - mu_y).double().square().sum() + (a.sqrt() - b.sqrt()).square().sum()).item()
+    assert evaluate.frechet_from_stats(mu_x, torch.diag(a), mu_y, torch.diag(b)) == pytest.approx(expected, abs=1e-6)
+    # The distance does not depend on the basis: rotate both Gaussians by one orthogonal Q.
+    q, _ = torch.linalg.qr(torch.randn(6, 6, generator=g).double())
+    rotated = evaluate.frechet_from_stats(q @ mu_x.double(), q @ torch.diag(a) @ q.T,
+                                          q @ mu_y.double(), q @ torch.diag(b) @ q.T)
+    assert rotated == pytest.approx(expected, abs=1e-6)
+
+
+def test_frechet_stays_real_and_non_negative_on_singular_covariances():
+    x = torch.randn(5, 20, generator=torch.Generator().manual_seed(0))  # 5 samples in 20-d: rank 4
+    distance = evaluate.frechet_distance(x, x.clone())
+    assert isinstance(distance, float) and 0 <= distance < 1e-6
+
+
+def test_class_scores_of_collapsed_and_perfect_sets():
+    collapsed = F.one_hot(torch.full((100,), 3), 10).double()
+    scores = evaluate.class_scores(collapsed)
+    assert scores["digits_covered"] == 1
+    assert scores["kl_to_uniform"] == pytest.approx(torch.log(torch.tensor(10.0)).item(), rel=1e-6)
+    assert scores["is_analog"] == pytest.approx(1)
+    perfect = F.one_hot(torch.arange(100) % 10, 10).double()
+    scores = evaluate.class_scores(perfect)
+    assert scores["digits_covered"] == 10
+    assert scores["kl_to_uniform"] == pytest.approx(0, abs=1e-12)
+    assert scores["is_analog"] == pytest.approx(10)
+    assert scores["confidence"] == pytest.approx(1)
+
+
+def test_classifier_trains_caches_and_reloads(mnist_root, tmp_path, capsys):
+    root = corrupt_copy(mnist_root, tmp_path, corrupt=False)
+    test_set = train.load_mnist(str(root), torch.device("cpu"), train=False)
+    model, acc = evaluate.get_classifier(str(root), torch.device("cpu"), test_set, steps=100)
+    assert acc > 0.9  # the bars are easy: a classifier that learned nothing scores about 0.1
+    assert "training" in capsys.readouterr().out
+    cached, cached_acc = evaluate.get_classifier(str(root), torch.device("cpu"), test_set)
+    assert "training" not in capsys.readouterr().out and cached_acc == acc
+    x = test_set[0][:8]
+    assert torch.equal(model(x), cached(x))
+    (root / "mnist_classifier.pt").write_bytes(b"junk")  # unreadable cache: retrained
+    evaluate.get_classifier(str(root), torch.device("cpu"), test_set, steps=100)
+    assert "training" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="session")
+def scored_root(mnist_root):
+    """The tiny MNIST folder with a cached classifier (100 steps), as evaluate.py leaves it."""
+    test_set = train.load_mnist(str(mnist_root), torch.device("cpu"), train=False)
+    evaluate.get_classifier(str(mnist_root), torch.device("cpu"), test_set, steps=100)
+    return mnist_root
+
+
+def test_evaluate_checkpoint_and_folder(scored_root, trained, tmp_path):
+    mnist_root = scored_root
+    report = tmp_path / "scores.json"
+    evaluate.main(["--checkpoint", str(trained / "checkpoint.pt"), "--n", "50",
+                   "--data-root", str(mnist_root), "--json", str(report)])
+    scores = json.loads(report.read_text())
+    assert scores["n"] == 50
+    for side in ("generated", "real"):
+        assert set(evaluate.SCORES) <= scores[side].keys()
+        assert scores[side]["frechet"] >= 0 and 1 <= scores[side]["is_analog"] <= 10
+    assert scores["real"]["frechet"] < scores["generated"]["frechet"]  # 2 tiny epochs are far from real
+
+    folder = tmp_path / "fakes"
+    sample.main(["--checkpoint", str(trained / "checkpoint.pt"), "--n", "50", "--out", f"{folder}/"])
+    from_folder = tmp_path / "folder.json"
+    evaluate.main(["--samples", str(folder), "--data-root", str(mnist_root), "--json", str(from_folder)])
+    folder_scores = json.loads(from_folder.read_text())
+    assert folder_scores["n"] == 50
+    # The same 50 digits through PNG (8-bit rounding) score almost exactly the same.
+    assert folder_scores["generated"]["frechet"] == pytest.approx(scores["generated"]["frechet"], rel=0.05)
+
+
+@pytest.fixture
+def bad_folders(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    text = tmp_path / "text"
+    text.mkdir()
+    Image.new("L", (28, 28)).save(text / "00000.png")
+    (text / "notes.txt").write_text("not an image")
+    big = tmp_path / "big"
+    big.mkdir()
+    Image.new("L", (64, 64)).save(big / "00000.png")
+    return dict(empty=empty, text=text, big=big)
+
+
+@pytest.mark.parametrize("case, argv, needle", [
+    ("missing checkpoint", ["--checkpoint", "{missing}"], "no checkpoint"),
+    ("not a checkpoint", ["--checkpoint", "{not_checkpoint}"], "not a readable checkpoint"),
+    ("empty folder", ["--samples", "{empty}"], "no images"),
+    ("non-image file", ["--samples", "{text}"], "not an image"),
+    ("wrong size", ["--samples", "{big}"], "28x28"),
+    ("n one", ["--n", "1"], "at least 2"),
+    ("n zero", ["--n", "0"], "--n"),
+])
+def test_evaluate_bad_input(case, argv, needle, bad_files, bad_folders, mnist_root, tmp_path, capsys):
+    report = tmp_path / "scores.json"
+    argv = [a.format(**bad_files, **bad_folders) for a in argv]
+    err = expect_exit_2(capsys, evaluate.main, ["--data-root", str(mnist_root), "--json", str(report), *argv])
+    assert needle in err
+    assert not report.exists()

@@ -69,23 +69,27 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def load_mnist(root, device):
-    """The MNIST training set as one (60000, 1, 28, 28) float tensor in [-1, 1] on `device`.
+def load_mnist(root, device, train=True):
+    """MNIST's training (or test) set as (images, labels) on `device`: images one (N, 1, 28, 28)
+    float tensor in [-1, 1], labels (N,) int64.
 
     Scaling once and indexing batches out of this tensor replaces a DataLoader that converts
     every image from PIL on every epoch, which is what makes the common examples slow.
     """
     raw = os.path.join(root, "MNIST", "raw")
     try:
-        images = torchvision.datasets.MNIST(root, train=True, download=True).data  # (N, 28, 28) uint8
+        dataset = torchvision.datasets.MNIST(root, train=train, download=True)
     except Exception as e:  # torchvision reports a failed download and a bad file in many types
         if not os.path.isfile(os.path.join(raw, "train-images-idx3-ubyte")):
             raise UserError(f"MNIST is not in {raw}/ and could not be downloaded: put the four "
                             f"IDX files there, or pass --data-root FOLDER whose MNIST/raw/ holds them") from None
         raise UserError(f"corrupt MNIST file in {raw}/ ({type(e).__name__}: {e})".splitlines()[0]) from None
-    if images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise UserError(f"corrupt MNIST file in {raw}/: images of shape {tuple(images.shape)}, expected (N, 28, 28)")
-    return images.to(device).unsqueeze(1).float().div_(127.5).sub_(1)  # uint8 travels, then floats
+    images, labels = dataset.data, dataset.targets  # (N, 28, 28) uint8, (N,) int64
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or len(labels) != len(images):
+        raise UserError(f"corrupt MNIST file in {raw}/: {tuple(images.shape)} images, "
+                        f"{len(labels)} labels; expected (N, 28, 28) and N")
+    images = images.to(device).unsqueeze(1).float().div_(127.5).sub_(1)  # uint8 travels, then floats
+    return images, labels.to(device)
 
 
 def amp_dtype(device, mode):
@@ -320,7 +324,7 @@ def train(args):
     checkpoint = open_checkpoint(args)
     if checkpoint:
         vars(args).update(checkpoint["train"])
-    data = load_mnist(args.data_root, device)
+    data, _ = load_mnist(args.data_root, device)
     make_writable_dir(args.out)
     config, parts, epoch, step = build(args, device, checkpoint)
     if checkpoint:

@@ -150,7 +150,7 @@ def epoch_extras_seconds(parts, kit, device):
 
 
 def measure(args, device):
-    data = train.load_mnist(args.data_root, device)
+    data, _ = train.load_mnist(args.data_root, device)
     rows = {"baseline (DataLoader, .item() per step)": baseline_runner(args, device, args.data_root),
             "kit default": kit_runner(args, device, data)[0]}
     compile_start = time.perf_counter()

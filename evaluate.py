@@ -1,0 +1,259 @@
+"""Score generated digits: are they any good, and did the GAN collapse onto a few digits?
+
+    python evaluate.py --checkpoint out/checkpoint.pt --data-root ../shared/data
+    python evaluate.py --samples fakes/ --json scores.json     # any folder of 28x28 PNGs
+
+The scores live in the feature space of a small MNIST classifier (trained here the first time,
+then cached as <data-root>/mnist_classifier.pt), compared against the 10,000 MNIST test images:
+  - Frechet distance of the classifier's penultimate-layer features (the MNIST analog of FID;
+    comparable only with other numbers from this classifier, never with Inception FIDs);
+  - the class histogram: digits covered (share above 1%) and KL divergence to uniform
+    (0 is perfect; all samples one digit gives ln 10 = 2.30);
+  - the Inception-Score analog exp(E KL(p(y|x) || p(y))), at most 10, and the mean top-class
+    confidence.
+The same scores for 10,000 real training images are printed beside them: the floor that a
+perfect generator would reach.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from torchvision.transforms.functional import pil_to_tensor
+
+from gan import (
+    ArgumentParser,
+    UserError,
+    atomic_path,
+    generator_from_checkpoint,
+    load_checkpoint,
+    make_writable_dir,
+    pick_device,
+    positive_int,
+)
+from sample import sample_batches
+from train import load_mnist
+
+SCORES = ("frechet", "digits_covered", "kl_to_uniform", "is_analog", "confidence")
+
+
+def sample_count(text):
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2 (a covariance needs two samples), got {text!r}")
+    return value
+
+
+def parse_args(argv=None):
+    p = ArgumentParser(prog="evaluate.py", description="Score generated MNIST digits.")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", default="out/checkpoint.pt", help="generator to score (default: out/checkpoint.pt)")
+    source.add_argument("--samples", help="score a folder of 28x28 PNGs instead")
+    p.add_argument("--n", type=sample_count, default=10000, help="samples drawn from --checkpoint (default: 10000)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"],
+                   help="auto picks CUDA, then MPS, then CPU (default: auto)")
+    p.add_argument("--data-root", default="data", help="folder holding MNIST/raw/ (default: data)")
+    p.add_argument("--json", help="also write the scores to this JSON file")
+    p.add_argument("--batch-size", type=positive_int, default=500, help="images per forward pass (default: 500)")
+    return p.parse_args(argv)
+
+
+class Classifier(nn.Module):
+    """A small MNIST CNN; its 128-d penultimate layer is the feature space of the Frechet distance."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),   # (N, 32, 14, 14)
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (N, 64, 7, 7)
+            nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(),          # (N, 128)
+        )
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(128, 10))    # (N, 10) logits
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def fit_classifier(train_set, test_set, steps=2000, batch_size=128):
+    """Train on (images, labels) in [-1, 1] for `steps` batches (2000 is about 4 epochs of MNIST);
+    return the model in eval mode and its accuracy on `test_set`."""
+    images, labels = train_set
+    model = Classifier().to(images.device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+    order = torch.empty(0, dtype=torch.long, device=images.device)
+    for _ in range(steps):
+        if len(order) < batch_size:  # start a new pass over the data in a new order
+            order = torch.randperm(len(images), device=images.device)
+        batch, order = order[:batch_size], order[batch_size:]
+        loss = F.cross_entropy(model(images[batch]), labels[batch])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        schedule.step()
+    model.eval()
+    return model, accuracy(model, *test_set)
+
+
+@torch.no_grad()
+def accuracy(model, images, labels, batch_size=1000):
+    right = sum((model(images[i:i + batch_size]).argmax(1) == labels[i:i + batch_size]).sum().item()
+                for i in range(0, len(images), batch_size))
+    return right / len(images)
+
+
+def load_classifier(path, device):
+    """The cached classifier, or None if it is missing or unreadable (then it is retrained)."""
+    try:
+        cached = torch.load(path, map_location="cpu", weights_only=True)
+        model = Classifier()
+        model.load_state_dict(cached["model"])
+        return model.to(device).eval(), cached["test_accuracy"]
+    except Exception:  # missing, truncated, foreign: any of these means "train a new one"
+        return None
+
+
+def get_classifier(root, device, test_set, steps=2000):
+    """The cached classifier from <root>/mnist_classifier.pt, or a new one trained and cached."""
+    path = os.path.join(root, "mnist_classifier.pt")
+    cached = load_classifier(path, device)
+    if cached:
+        model, acc = cached
+        print(f"classifier: {path} (test accuracy {acc:.2%})")
+        return model, acc
+    print(f"training the MNIST classifier (once; cached as {path}) ...")
+    torch.manual_seed(0)
+    model, acc = fit_classifier(load_mnist(root, device, train=True), test_set, steps)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save({"model": model.state_dict(), "test_accuracy": acc}, tmp)
+    except OSError as e:  # a read-only data folder: score anyway, retrain next time
+        print(f"could not cache the classifier at {path} ({e.strerror}); it will be retrained next time")
+    print(f"classifier test accuracy {acc:.2%}" + ("" if acc >= 0.99 else " (below 99%: scores are less reliable)"))
+    return model, acc
+
+
+@torch.no_grad()
+def features_and_probs(model, batches):
+    """Penultimate features (N, 128) in float64 and class probabilities (N, 10) for image batches."""
+    device = next(model.parameters()).device
+    feats, probs = [], []
+    for images in batches:
+        f = model.features(images.to(device))
+        feats.append(f.double().cpu())
+        probs.append(F.softmax(model.head(f), dim=1).double().cpu())
+    return torch.cat(feats), torch.cat(probs)
+
+
+def frechet_distance(x, y):
+    """Frechet distance between Gaussians fitted to feature sets x (N, D) and y (M, D)."""
+    x, y = x.double(), y.double()
+    return frechet_from_stats(x.mean(0), torch.cov(x.T), y.mean(0), torch.cov(y.T))
+
+
+def frechet_from_stats(mu_x, s_x, mu_y, s_y):
+    """|mu_x - mu_y|^2 + tr(Sx) + tr(Sy) - 2 tr((Sx^1/2 Sy Sx^1/2)^1/2), in float64.
+    Through symmetric eigendecompositions (no scipy): the matrix inside the trace is symmetric
+    PSD, so its eigenvalues are real, and clamping round-off negatives to 0 keeps the result
+    real and non-negative even for near-singular covariances."""
+    mu_x, s_x, mu_y, s_y = (t.double() for t in (mu_x, s_x, mu_y, s_y))
+    vals, vecs = torch.linalg.eigh(s_x)
+    s_x_half = vecs @ torch.diag(vals.clamp(min=0).sqrt()) @ vecs.T
+    inner = torch.linalg.eigvalsh(s_x_half @ s_y @ s_x_half).clamp(min=0).sqrt().sum()
+    distance = (mu_x - mu_y).square().sum() + s_x.trace() + s_y.trace() - 2 * inner
+    return max(distance.item(), 0.0)
+
+
+def class_scores(probs):
+    """Scores of the class probabilities (N, 10): digits covered, KL to uniform, IS analog, confidence."""
+    xlogy = torch.special.xlogy  # x * log(y), and 0 where x is 0: the convention 0 log 0 = 0
+    share = torch.bincount(probs.argmax(1), minlength=10).double() / len(probs)  # (10,)
+    kl_uniform = xlogy(share, share * 10).sum().item()
+    marginal = probs.mean(0, keepdim=True)  # p(y), (1, 10)
+    kl_each = (xlogy(probs, probs) - xlogy(probs, marginal)).sum(1)  # KL(p(y|x) || p(y)), (N,)
+    return dict(digits_covered=int((share > 0.01).sum()), kl_to_uniform=kl_uniform,
+                is_analog=kl_each.mean().exp().item(), confidence=probs.max(1).values.mean().item(),
+                histogram=[round(s, 4) for s in share.tolist()])
+
+
+def score(model, batches, test_features):
+    feats, probs = features_and_probs(model, batches)
+    return dict(frechet=frechet_distance(feats, test_features), **class_scores(probs))
+
+
+def read_folder(folder, batch_size):
+    """Every file in `folder` as (N, 1, 28, 28) batches in [-1, 1]. Colour images are converted
+    to grayscale; any size but 28x28 is refused (resizing would blur strokes and bias scores)."""
+    if not os.path.isdir(folder):
+        raise UserError(f"--samples {folder} is not a folder")
+    names = sorted(n for n in os.listdir(folder) if not n.startswith("."))
+    if not names:
+        raise UserError(f"--samples {folder} holds no images")
+    images = []
+    for name in names:
+        try:
+            with Image.open(os.path.join(folder, name)) as image:
+                if image.size != (28, 28):
+                    raise UserError(f"{name} in {folder} is {image.size[0]}x{image.size[1]}; expected 28x28 digits")
+                images.append(pil_to_tensor(image.convert("L")))  # (1, 28, 28) uint8
+        except OSError as e:  # Pillow's UnidentifiedImageError is an OSError too
+            raise UserError(f"{name} in {folder} is not an image ({type(e).__name__})") from None
+    images = torch.stack(images).float().div(127.5).sub(1)
+    return list(images.split(batch_size))
+
+
+def print_table(generated, real, label):
+    print(f"\n{'score':28} {label:>12} {'real (floor)':>13}")
+    names = dict(frechet="Frechet distance (MNIST clf)", digits_covered="digits covered (>1%)",
+                 kl_to_uniform="KL to uniform", is_analog="IS analog (max 10)", confidence="mean confidence")
+    for key in SCORES:
+        print(f"{names[key]:28} {generated[key]:12.4g} {real[key]:13.4g}")
+    print("histogram of generated digits 0-9: " + " ".join(f"{s:.3f}" for s in generated["histogram"]))
+    print("Frechet distances here compare only with this classifier's, not with Inception FIDs.")
+
+
+def evaluate(args):
+    device = pick_device(args.device)
+    if args.samples:
+        batches = read_folder(args.samples, args.batch_size)
+    else:
+        G = generator_from_checkpoint(load_checkpoint(args.checkpoint)).to(device)
+        batches = list(sample_batches(G, args.n, args.batch_size, args.seed))
+    if args.json:
+        if os.path.isdir(args.json):
+            raise UserError(f"--json {args.json} is a folder")
+        make_writable_dir(os.path.dirname(args.json) or ".")
+    test_images, test_labels = load_mnist(args.data_root, device, train=False)
+    model, acc = get_classifier(args.data_root, device, (test_images, test_labels))
+    test_features, _ = features_and_probs(model, test_images.split(args.batch_size))
+    real_images, _ = load_mnist(args.data_root, device, train=True)
+    pick = torch.randperm(len(real_images), generator=torch.Generator().manual_seed(args.seed))[:10000]
+    real = score(model, real_images[pick.to(device)].split(args.batch_size), test_features)
+    generated = score(model, batches, test_features)
+    print_table(generated, real, "generated")
+    if args.json:
+        result = dict(source=args.samples or args.checkpoint, n=sum(len(b) for b in batches),
+                      classifier_test_accuracy=acc, generated=generated, real=real)
+        with atomic_path(args.json) as tmp, open(tmp, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"wrote {args.json}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        evaluate(args)
+    except UserError as e:
+        print(f"evaluate.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
