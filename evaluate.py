@@ -29,6 +29,7 @@ from torchvision.transforms.functional import pil_to_tensor
 
 from gan import (
     ArgumentParser,
+    add_device_flag,
     UserError,
     atomic_path,
     generator_from_checkpoint,
@@ -57,8 +58,7 @@ def parse_args(argv=None):
     source.add_argument("--samples", help="score a folder of 28x28 PNGs instead")
     p.add_argument("--n", type=sample_count, default=10000, help="samples drawn from --checkpoint (default: 10000)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
-    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"],
-                   help="auto picks CUDA, then MPS, then CPU (default: auto)")
+    add_device_flag(p)
     p.add_argument("--data-root", default="data", help="folder holding MNIST/raw/ (default: data)")
     p.add_argument("--json", help="also write the scores to this JSON file")
     p.add_argument("--batch-size", type=positive_int, default=500, help="images per forward pass (default: 500)")

@@ -112,6 +112,11 @@ def positive_int(text):
     return value
 
 
+def add_device_flag(parser):
+    parser.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"],
+                        help="auto picks CUDA, then MPS, then CPU (default: auto)")
+
+
 def pick_device(name):
     """'auto' picks CUDA, then Apple's MPS, then the CPU; a named device must exist here."""
     available = {

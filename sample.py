@@ -18,6 +18,7 @@ from torchvision.utils import save_image
 
 from gan import (
     ArgumentParser,
+    add_device_flag,
     UserError,
     atomic_path,
     generate,
@@ -36,8 +37,7 @@ def parse_args(argv=None):
     p.add_argument("--out", default="samples.png",
                    help="a .png grid, or a folder (trailing /) for one PNG per digit (default: samples.png)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
-    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"],
-                   help="auto picks CUDA, then MPS, then CPU (default: auto)")
+    add_device_flag(p)
     p.add_argument("--nrow", type=positive_int, default=None, help="digits per grid row (default: about sqrt(n))")
     p.add_argument("--batch-size", type=positive_int, default=500,
                    help="digits generated at a time, which bounds memory (default: 500)")

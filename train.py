@@ -27,6 +27,7 @@ from torchvision.utils import save_image
 
 from gan import (
     ArgumentParser,
+    add_device_flag,
     Discriminator,
     Generator,
     UserError,
@@ -58,8 +59,7 @@ def parse_args(argv=None):
     p.add_argument("--d-width", type=positive_int, default=64, help="discriminator base width (default: 64)")
     p.add_argument("--data-root", default="data", help="folder holding MNIST/raw/ (default: data)")
     p.add_argument("--out", default="out", help="folder for grids, GIF, log and checkpoint (default: out)")
-    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"],
-                   help="auto picks CUDA, then MPS, then CPU (default: auto)")
+    add_device_flag(p)
     p.add_argument("--amp", default="auto", choices=["auto", "on", "off"],
                    help="mixed precision; auto: bf16 (else fp16) on CUDA, off on MPS and CPU (default: auto)")
     p.add_argument("--compile", action="store_true", help="torch.compile both networks (default: off)")

@@ -36,13 +36,12 @@ from torchvision import transforms
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import train  # noqa: E402  (the kit lives one folder up)
-from gan import ArgumentParser, UserError, pick_device, positive_int  # noqa: E402
+from gan import ArgumentParser, UserError, add_device_flag, pick_device, positive_int  # noqa: E402
 
 
 def parse_args(argv=None):
     p = ArgumentParser(prog="throughput.py", description="Images/s of DCGAN training steps.")
-    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"],
-                   help="auto picks CUDA, then MPS, then CPU (default: auto)")
+    add_device_flag(p)
     p.add_argument("--batch-size", type=positive_int, default=128, help="images per step (default: 128)")
     p.add_argument("--steps", type=positive_int, default=30, help="timed steps per repeat (default: 30)")
     p.add_argument("--warmup", type=positive_int, default=5, help="untimed steps first (default: 5)")
