@@ -350,8 +350,9 @@ def train(args):
                 print(f"interrupted at epoch {epoch + 1}, step {step}: saved checkpoint.pt; {resume_hint}")
                 return
             finish_epoch(args, config, parts, fixed_z, epoch + 1, step)
-            print(f"epoch {epoch + 1}/{args.epochs} done  {stat_line(means, rate)}  "
-                  f"wrote epoch_{epoch + 1:03d}.png, progress.gif, checkpoint.pt")
+            left = (args.epochs - epoch - 1) * steps_per_epoch * args.batch_size / rate
+            print(f"epoch {epoch + 1}/{args.epochs} done  {stat_line(means, rate)}  time left {duration(left)}  "
+                  f"(wrote epoch_{epoch + 1:03d}.png, progress.gif, checkpoint.pt)")
             if stop.is_set():
                 print(f"interrupted after epoch {epoch + 1}: saved checkpoint.pt; {resume_hint}")
                 return
