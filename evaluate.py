@@ -120,17 +120,17 @@ def load_classifier(path, device):
         return None
 
 
-def get_classifier(root, device, test_set, steps=2000):
+def get_classifier(root, train_set, test_set, steps=2000):
     """The cached classifier from <root>/mnist_classifier.pt, or a new one trained and cached."""
     path = os.path.join(root, "mnist_classifier.pt")
-    cached = load_classifier(path, device)
+    cached = load_classifier(path, test_set[0].device)
     if cached:
         model, acc = cached
         print(f"classifier: {path} (test accuracy {acc:.2%})")
         return model, acc
     print(f"training the MNIST classifier (once; cached as {path}) ...")
     torch.manual_seed(0)
-    model, acc = fit_classifier(load_mnist(root, device, train=True), test_set, steps)
+    model, acc = fit_classifier(train_set, test_set, steps)
     try:
         with atomic_path(path) as tmp:
             torch.save({"model": model.state_dict(), "test_accuracy": acc}, tmp)
@@ -209,8 +209,8 @@ def read_folder(folder, batch_size):
     return list(images.split(batch_size))
 
 
-def print_table(generated, real, label):
-    print(f"\n{'score':28} {label:>12} {'real (floor)':>13}")
+def print_table(generated, real):
+    print(f"\n{'score':28} {'generated':>12} {'real (floor)':>13}")
     names = dict(frechet="Frechet distance (MNIST clf)", digits_covered="digits covered (>1%)",
                  kl_to_uniform="KL to uniform", is_analog="IS analog (max 10)", confidence="mean confidence")
     for key in SCORES:
@@ -230,14 +230,14 @@ def evaluate(args):
         if os.path.isdir(args.json):
             raise UserError(f"--json {args.json} is a folder")
         make_writable_dir(os.path.dirname(args.json) or ".")
-    test_images, test_labels = load_mnist(args.data_root, device, train=False)
-    model, acc = get_classifier(args.data_root, device, (test_images, test_labels))
-    test_features, _ = features_and_probs(model, test_images.split(args.batch_size))
-    real_images, _ = load_mnist(args.data_root, device, train=True)
-    pick = torch.randperm(len(real_images), generator=torch.Generator().manual_seed(args.seed))[:10000]
-    real = score(model, real_images[pick.to(device)].split(args.batch_size), test_features)
+    train_set = load_mnist(args.data_root, device, train=True)
+    test_set = load_mnist(args.data_root, device, train=False)
+    model, acc = get_classifier(args.data_root, train_set, test_set)
+    test_features, _ = features_and_probs(model, test_set[0].split(args.batch_size))
+    pick = torch.randperm(len(train_set[0]), generator=torch.Generator().manual_seed(args.seed))[:10000]
+    real = score(model, train_set[0][pick.to(device)].split(args.batch_size), test_features)
     generated = score(model, batches, test_features)
-    print_table(generated, real, "generated")
+    print_table(generated, real)
     if args.json:
         result = dict(source=args.samples or args.checkpoint, n=sum(len(b) for b in batches),
                       classifier_test_accuracy=acc, generated=generated, real=real)

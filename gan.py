@@ -3,7 +3,7 @@ and the few helpers that train.py and sample.py share (device choice, checkpoint
 
 Importing this file runs nothing. The networks follow Radford et al. 2015 ("DCGAN"), sized for
 MNIST's native 28x28 pixels instead of the 64x64 that pytorch/examples resizes to: the same
-recipe at about a ninth of the compute per image.
+recipe at a sixth of the FLOPs per image.
 """
 
 import argparse

@@ -457,24 +457,26 @@ def test_class_scores_of_collapsed_and_perfect_sets():
 
 def test_classifier_trains_caches_and_reloads(mnist_root, tmp_path, capsys):
     root = corrupt_copy(mnist_root, tmp_path, corrupt=False)
-    test_set = train.load_mnist(str(root), torch.device("cpu"), train=False)
-    model, acc = evaluate.get_classifier(str(root), torch.device("cpu"), test_set, steps=100)
+    cpu = torch.device("cpu")
+    train_set, test_set = (train.load_mnist(str(root), cpu, train=split) for split in (True, False))
+    model, acc = evaluate.get_classifier(str(root), train_set, test_set, steps=100)
     assert acc > 0.9  # the bars are easy: a classifier that learned nothing scores about 0.1
     assert "training" in capsys.readouterr().out
-    cached, cached_acc = evaluate.get_classifier(str(root), torch.device("cpu"), test_set)
+    cached, cached_acc = evaluate.get_classifier(str(root), train_set, test_set)
     assert "training" not in capsys.readouterr().out and cached_acc == acc
     x = test_set[0][:8]
     assert torch.equal(model(x), cached(x))
     (root / "mnist_classifier.pt").write_bytes(b"junk")  # unreadable cache: retrained
-    evaluate.get_classifier(str(root), torch.device("cpu"), test_set, steps=100)
+    evaluate.get_classifier(str(root), train_set, test_set, steps=100)
     assert "training" in capsys.readouterr().out
 
 
 @pytest.fixture(scope="session")
 def scored_root(mnist_root):
     """The tiny MNIST folder with a cached classifier (100 steps), as evaluate.py leaves it."""
-    test_set = train.load_mnist(str(mnist_root), torch.device("cpu"), train=False)
-    evaluate.get_classifier(str(mnist_root), torch.device("cpu"), test_set, steps=100)
+    cpu = torch.device("cpu")
+    train_set, test_set = (train.load_mnist(str(mnist_root), cpu, train=split) for split in (True, False))
+    evaluate.get_classifier(str(mnist_root), train_set, test_set, steps=100)
     return mnist_root
 
 

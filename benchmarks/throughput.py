@@ -31,6 +31,7 @@ import time
 import torch
 import torch.nn.functional as F
 import torchvision
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms
 
@@ -138,6 +139,28 @@ def step_flops(loop, data, batch_size):
     return counter.get_total_flops()
 
 
+def forward_flops_per_image(G, D, z):
+    with FlopCounterMode(display=False) as counter:
+        D(G(z))
+    return counter.get_total_flops() / len(z)
+
+
+def examples_64px_networks(nz=100, ngf=64, ndf=64):
+    """pytorch/examples' dcgan/main.py networks for one-channel 64x64 images (Sigmoid left out)."""
+    def up(cin, cout, stride=2, pad=1):
+        return [nn.ConvTranspose2d(cin, cout, 4, stride, pad, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)]
+
+    def down(cin, cout, norm=True):
+        return [nn.Conv2d(cin, cout, 4, 2, 1, bias=False), *([nn.BatchNorm2d(cout)] if norm else []),
+                nn.LeakyReLU(0.2, True)]
+
+    G = nn.Sequential(*up(nz, ngf * 8, 1, 0), *up(ngf * 8, ngf * 4), *up(ngf * 4, ngf * 2), *up(ngf * 2, ngf),
+                      nn.ConvTranspose2d(ngf, 1, 4, 2, 1, bias=False), nn.Tanh())
+    D = nn.Sequential(*down(1, ndf, norm=False), *down(ndf, ndf * 2), *down(ndf * 2, ndf * 4),
+                      *down(ndf * 4, ndf * 8), nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False))
+    return G, D
+
+
 def epoch_extras_seconds(parts, kit, device):
     """Seconds of the kit's per-epoch writes: the grid, the GIF, the checkpoint."""
     fixed_z = torch.randn(64, kit.nz, device=device)
@@ -178,6 +201,11 @@ def report(args, device, data, rates):
     print(f"\ndevice: {name}; torch {torch.__version__}; batch {args.batch_size}; "
           f"median of {args.repeats} x {args.steps} steps")
     print(f"one training step: {flops / 1e9:.1f} GFLOP ({flops / args.batch_size / 1e6:.0f} MFLOP per image)")
+    kit_fwd = forward_flops_per_image(parts["generator"], parts["discriminator"], torch.randn(2, kit.nz, device=device))
+    G64, D64 = examples_64px_networks()
+    examples_fwd = forward_flops_per_image(G64, D64, torch.randn(2, 100, 1, 1))
+    print(f"forward G + D per image: kit (28 px) {kit_fwd / 1e6:.0f} MFLOP, pytorch/examples (64 px) "
+          f"{examples_fwd / 1e6:.0f} MFLOP: {examples_fwd / kit_fwd:.1f}x the work")
     print("matmul (best of 10): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in mm.items()))
     print(f"\n{'variant':42} {'images/s':>9} {'ratio':>7} {'GFLOP/s':>8} {'of fp32 mm':>10}")
     first = next(iter(rates.values()))
