@@ -344,13 +344,13 @@ def test_sample_bad_input(case, argv, needle, bad_files, trained, tmp_path, caps
     assert out.read_bytes() == b"precious"
 
 
-def corrupt_copy(mnist_root, tmp_path, corrupt=True):
-    """A copy of the tiny MNIST folder, its training images cut off mid-image if `corrupt`."""
+def copy_mnist(mnist_root, tmp_path, truncate=False):
+    """A copy of the tiny MNIST folder, its training images cut off mid-image if `truncate`."""
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for f in (mnist_root / "MNIST" / "raw").iterdir():
         (raw / f.name).write_bytes(f.read_bytes())
-    if corrupt:
+    if truncate:
         images = raw / "train-images-idx3-ubyte"
         images.write_bytes(images.read_bytes()[:3000])
     return tmp_path
@@ -382,7 +382,7 @@ def test_train_without_mnist_offline(tmp_path, capsys, monkeypatch):
 
 
 def test_train_corrupt_mnist(mnist_root, tmp_path, capsys):
-    root = corrupt_copy(mnist_root, tmp_path / "d")
+    root = copy_mnist(mnist_root, tmp_path / "d", truncate=True)
     err = expect_exit_2(capsys, train.main, ["--data-root", str(root), "--out", str(tmp_path / "o")])
     assert "corrupt MNIST file" in err
     assert not (tmp_path / "o").exists()
@@ -457,7 +457,7 @@ def test_class_scores_of_collapsed_and_perfect_sets():
 
 
 def test_classifier_trains_caches_and_reloads(mnist_root, tmp_path, capsys):
-    root = corrupt_copy(mnist_root, tmp_path, corrupt=False)
+    root = copy_mnist(mnist_root, tmp_path)
     cpu = torch.device("cpu")
     train_set, test_set = (train.load_mnist(str(root), cpu, train=split) for split in (True, False))
     model, acc = evaluate.get_classifier(str(root), train_set, test_set, steps=100)

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager, nullcontext
+from datetime import timedelta
 
 import torch
 import torch.nn.functional as F
@@ -233,11 +234,6 @@ def open_log(out, step):
     return open(path, "a", newline="")
 
 
-def duration(seconds):
-    minutes, seconds = divmod(int(seconds), 60)
-    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{seconds:02d}s"
-
-
 def build(args, device, checkpoint):
     """Networks, optimizers and loss scaler, fresh or restored from `checkpoint`.
     Returns (config, parts, epoch, step); `parts` is everything whose state_dict() is saved."""
@@ -306,7 +302,7 @@ def run_epoch(args, data, loop, epoch, step, stop, log):
             log.writerow([epoch + 1, step, *(f"{m:.4f}" for m in means), f"{rate:.1f}"])
             left = (args.epochs * steps_per_epoch - step) * bs / rate
             print(f"epoch {epoch + 1}/{args.epochs} step {step}/{args.epochs * steps_per_epoch}  "
-                  f"{stat_line(means, rate)}  time left {duration(left)}")
+                  f"{stat_line(means, rate)}  time left {timedelta(seconds=round(left))}")
         if stop.is_set():
             break
     return (step, *whole.read())
@@ -351,8 +347,9 @@ def train(args):
                 return
             finish_epoch(args, config, parts, fixed_z, epoch + 1, step)
             left = (args.epochs - epoch - 1) * steps_per_epoch * args.batch_size / rate
-            print(f"epoch {epoch + 1}/{args.epochs} done  {stat_line(means, rate)}  time left {duration(left)}  "
-                  f"(wrote epoch_{epoch + 1:03d}.png, progress.gif, checkpoint.pt)")
+            print(f"epoch {epoch + 1}/{args.epochs} done  {stat_line(means, rate)}  "
+                  f"time left {timedelta(seconds=round(left))}  (wrote epoch_{epoch + 1:03d}.png, "
+                  f"progress.gif, checkpoint.pt)")
             if stop.is_set():
                 print(f"interrupted after epoch {epoch + 1}: saved checkpoint.pt; {resume_hint}")
                 return
