@@ -379,6 +379,7 @@ def test_train_without_mnist_offline(tmp_path, capsys, monkeypatch):
     err = expect_exit_2(capsys, train.main, ["--data-root", str(tmp_path / "d"), "--out", str(tmp_path / "o")])
     assert str(tmp_path / "d" / "MNIST" / "raw") in err and "--data-root" in err
     assert not (tmp_path / "o").exists()
+    assert not (tmp_path / "d").exists(), "the failed download left folders behind"
 
 
 def test_train_corrupt_mnist(mnist_root, tmp_path, capsys):

@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from datetime import timedelta
 
 import torch
@@ -78,9 +78,13 @@ def load_mnist(root, device, train=True):
     every image from PIL on every epoch, which is what makes the common examples slow.
     """
     raw = os.path.join(root, "MNIST", "raw")
+    new_dirs = [d for d in (raw, os.path.dirname(raw), root) if not os.path.isdir(d)]
     try:
         dataset = torchvision.datasets.MNIST(root, train=train, download=True)
     except Exception as e:  # torchvision reports a failed download and a bad file in many types
+        for d in new_dirs:  # the folders torchvision made for its download, innermost first
+            with suppress(OSError):
+                os.rmdir(d)  # only if empty: never anything the user put there
         if not os.path.isfile(os.path.join(raw, "train-images-idx3-ubyte")):
             raise UserError(f"MNIST is not in {raw}/ and could not be downloaded: put the four "
                             f"IDX files there, or pass --data-root FOLDER whose MNIST/raw/ holds them") from None
