@@ -11,6 +11,8 @@ then cached as <data-root>/mnist_classifier.pt), compared against the 10,000 MNI
     (0 is perfect; all samples one digit gives ln 10 = 2.30);
   - the Inception-Score analog exp(E KL(p(y|x) || p(y))), at most 10, and the mean top-class
     confidence.
+For a checkpoint of `train.py --conditional`, which draws the digits 0-9 in turn, it also
+reports how often the classifier reads the digit that was asked for (per digit and overall).
 The same scores for 10,000 real training images are printed beside them: the floor that a
 perfect generator would reach.
 """
@@ -59,6 +61,8 @@ def parse_args(argv=None):
     p.add_argument("--n", type=sample_count, default=10000, help="samples drawn from --checkpoint (default: 10000)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     add_device_flag(p)
+    p.add_argument("--no-ema", action="store_true",
+                   help="use the generator's raw weights, not their moving average (the default)")
     p.add_argument("--data-root", default="data", help="folder holding MNIST/raw/ (default: data)")
     p.add_argument("--json", help="also write the scores to this JSON file")
     p.add_argument("--batch-size", type=positive_int, default=500, help="images per forward pass (default: 500)")
@@ -183,9 +187,20 @@ def class_scores(probs):
                 histogram=[round(s, 4) for s in share.tolist()])
 
 
-def score(model, batches, test_features):
+def label_scores(probs, labels):
+    """How often the classifier reads the digit asked for: overall and for each digit 0-9."""
+    right = (probs.argmax(1) == labels).double()
+    per_digit = [right[labels == d].mean().item() for d in range(10)]
+    return dict(label_accuracy=right.mean().item(), label_accuracy_per_digit=[round(a, 4) for a in per_digit])
+
+
+def score(model, batches, test_features, labels=None):
+    """The scores of image batches; with their intended `labels` (N,), the label accuracy too."""
     feats, probs = features_and_probs(model, batches)
-    return dict(frechet=frechet_distance(feats, test_features), **class_scores(probs))
+    scores = dict(frechet=frechet_distance(feats, test_features), **class_scores(probs))
+    if labels is not None:
+        scores.update(label_scores(probs, labels.cpu()))
+    return scores
 
 
 def read_folder(folder, batch_size):
@@ -215,17 +230,22 @@ def print_table(generated, real):
                  kl_to_uniform="KL to uniform", is_analog="IS analog (max 10)", confidence="mean confidence")
     for key in SCORES:
         print(f"{names[key]:28} {generated[key]:12.4g} {real[key]:13.4g}")
+    if "label_accuracy" in generated:
+        print(f"{'digit asked for, read back':28} {generated['label_accuracy']:12.4g} {real['label_accuracy']:13.4g}")
+        print("  per digit 0-9: " + " ".join(f"{a:.3f}" for a in generated["label_accuracy_per_digit"]))
     print("histogram of generated digits 0-9: " + " ".join(f"{s:.3f}" for s in generated["histogram"]))
     print("Frechet distances here compare only with this classifier's, not with Inception FIDs.")
 
 
 def evaluate(args):
     device = pick_device(args.device)
+    labels = None  # the digit asked for, for a conditional checkpoint: 0, 1, ..., 9, 0, 1, ...
     if args.samples:
         batches = read_folder(args.samples, args.batch_size)
     else:
-        G = generator_from_checkpoint(load_checkpoint(args.checkpoint)).to(device)
-        batches = list(sample_batches(G, args.n, args.batch_size, args.seed))
+        G = generator_from_checkpoint(load_checkpoint(args.checkpoint), ema=not args.no_ema).to(device)
+        labels = torch.arange(args.n) % G.num_classes if G.num_classes else None
+        batches = list(sample_batches(G, args.n, args.batch_size, args.seed, labels))
     if args.json:
         if os.path.isdir(args.json):
             raise UserError(f"--json {args.json} is a folder")
@@ -235,8 +255,9 @@ def evaluate(args):
     model, acc = get_classifier(args.data_root, train_set, test_set)
     test_features, _ = features_and_probs(model, test_set[0].split(args.batch_size))
     pick = torch.randperm(len(train_set[0]), generator=torch.Generator().manual_seed(args.seed))[:10000]
-    real = score(model, train_set[0][pick.to(device)].split(args.batch_size), test_features)
-    generated = score(model, batches, test_features)
+    real_labels = None if labels is None else train_set[1][pick.to(device)]
+    real = score(model, train_set[0][pick.to(device)].split(args.batch_size), test_features, real_labels)
+    generated = score(model, batches, test_features, labels)
     print_table(generated, real)
     if args.json:
         result = dict(source=args.samples or args.checkpoint, n=sum(len(b) for b in batches),

@@ -15,14 +15,20 @@ from torch import nn
 
 
 class Generator(nn.Module):
-    """Maps noise z of shape (N, nz) to images of shape (N, channels, 28, 28) in [-1, 1]."""
+    """Maps noise z of shape (N, nz) to images of shape (N, channels, 28, 28) in [-1, 1].
 
-    def __init__(self, *, nz=100, width=64, channels=1):
+    With num_classes > 0 it is class-conditional: forward(z, labels) also takes the (N,) int64
+    labels, whose learned embedding (num_classes numbers per label) is joined to z.
+    """
+
+    def __init__(self, *, nz=100, width=64, channels=1, num_classes=0):
         super().__init__()
-        self.nz = nz
+        self.nz, self.num_classes = nz, num_classes
+        # Left at PyTorch's N(0, 1) init (weights_init skips it): the same scale as z beside it.
+        self.embed = nn.Embedding(num_classes, num_classes) if num_classes else None
         self.net = nn.Sequential(
-            # (N, nz, 1, 1) -> (N, 4w, 7, 7): one big "projection" as in the DCGAN paper
-            nn.ConvTranspose2d(nz, width * 4, 7, 1, 0, bias=False),
+            # (N, nz [+ classes], 1, 1) -> (N, 4w, 7, 7): one big "projection" as in the DCGAN paper
+            nn.ConvTranspose2d(nz + num_classes, width * 4, 7, 1, 0, bias=False),
             nn.BatchNorm2d(width * 4),
             nn.ReLU(inplace=True),
             # (N, 4w, 7, 7) -> (N, 2w, 14, 14)
@@ -34,7 +40,9 @@ class Generator(nn.Module):
             nn.Tanh(),
         )
 
-    def forward(self, z):
+    def forward(self, z, labels=None):
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(labels)], dim=1)  # (N, nz + num_classes)
         return self.net(z[:, :, None, None])  # (N, nz) -> (N, nz, 1, 1) -> (N, C, 28, 28)
 
 
@@ -43,10 +51,16 @@ class Discriminator(nn.Module):
 
     It returns logits, not probabilities: the loss is BCEWithLogitsLoss, which fuses the
     sigmoid into the log and stays exact under autocast (Sigmoid + BCELoss does not).
+
+    With num_classes > 0, forward(x, labels) judges "a real image of this digit": a projection
+    discriminator (Miyato & Koyama 2018), where each class adds its own 7x7 kernel to the final
+    one. The kernels start at zero, so training starts from the unconditional DCGAN.
     """
 
-    def __init__(self, *, width=64, channels=1):
+    def __init__(self, *, width=64, channels=1, num_classes=0):
         super().__init__()
+        self.num_classes = num_classes
+        self.class_kernels = nn.Parameter(torch.zeros(num_classes, width * 2, 7, 7)) if num_classes else None
         self.net = nn.Sequential(
             # (N, C, 28, 28) -> (N, w, 14, 14); no BatchNorm on the input layer (DCGAN paper)
             nn.Conv2d(channels, width, 4, 2, 1),
@@ -59,8 +73,12 @@ class Discriminator(nn.Module):
             nn.Conv2d(width * 2, 1, 7, 1, 0),
         )
 
-    def forward(self, x):
-        return self.net(x).flatten()  # (N, 1, 1, 1) -> (N,)
+    def forward(self, x, labels=None):
+        if self.class_kernels is None:
+            return self.net(x).flatten()  # (N, 1, 1, 1) -> (N,)
+        features = self.net[:-1](x)  # (N, 2w, 7, 7)
+        projection = (features * self.class_kernels[labels]).sum((1, 2, 3))  # (N,)
+        return self.net[-1](features).flatten() + projection
 
 
 def weights_init(module):
@@ -76,12 +94,13 @@ def weights_init(module):
 
 
 @torch.no_grad()
-def generate(G, z):
-    """Images (N, C, 28, 28) in [-1, 1] for noise z (N, nz), with BatchNorm in eval mode: the
-    running statistics from training, so an image does not depend on the rest of its batch."""
+def generate(G, z, labels=None):
+    """Images (N, C, 28, 28) in [-1, 1] for noise z (N, nz) (and labels (N,) if G is conditional),
+    with BatchNorm in eval mode: the running statistics from training, so an image does not
+    depend on the rest of its batch."""
     was_training = G.training
     G.eval()
-    images = G(z)
+    images = G(z, labels)
     G.train(was_training)
     return images
 
@@ -176,12 +195,17 @@ def load_checkpoint(path):
     return checkpoint
 
 
-def generator_from_checkpoint(checkpoint):
-    """Rebuild the generator from the sizes stored in the checkpoint, then load its weights."""
+def generator_from_checkpoint(checkpoint, ema=True):
+    """Rebuild the generator from the sizes stored in the checkpoint, then load its weights:
+    the moving average of them (train.py's AveragedModel) if `ema` and the checkpoint has one."""
     config = checkpoint["config"]
-    G = Generator(nz=config["nz"], width=config["g_width"], channels=config["channels"])
+    G = Generator(nz=config["nz"], width=config["g_width"], channels=config["channels"],
+                  num_classes=config.get("num_classes", 0))  # absent in checkpoints before --conditional
+    weights = checkpoint["generator"]
+    if ema and checkpoint.get("ema"):  # AveragedModel's keys: "module." + G's, and its update count
+        weights = {k.removeprefix("module."): v for k, v in checkpoint["ema"].items() if k != "n_averaged"}
     try:
-        G.load_state_dict(checkpoint["generator"])
+        G.load_state_dict(weights)
     except (RuntimeError, TypeError) as e:
         first_line = str(e).splitlines()[0]
         raise UserError(f"checkpoint weights do not fit its configuration: {first_line}") from None

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from PIL import Image
+from torch.optim.swa_utils import AveragedModel
 from torchvision.transforms.functional import pil_to_tensor
 
 import evaluate
@@ -86,7 +87,7 @@ def states_equal(a, b):
 def assert_same_training_state(path_a, path_b):
     a = torch.load(path_a, weights_only=True)
     b = torch.load(path_b, weights_only=True)
-    for key in ("generator", "discriminator", "opt_g", "opt_d", "rng", "epoch", "step"):
+    for key in ("generator", "discriminator", "opt_g", "opt_d", "ema", "rng", "epoch", "step"):
         assert states_equal(a[key], b[key]), f"{key} differs"
 
 
@@ -163,9 +164,10 @@ def test_train_step_changes_both_networks():
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     scaler = torch.amp.GradScaler("cpu", enabled=False)
+    ema = AveragedModel(G, multi_avg_fn=train.warmed_up_ema(0.999), use_buffers=True)
     real = torch.rand(16, 1, 28, 28) * 2 - 1
     for _ in range(3):
-        stats = train.train_step(G, D, opt_g, opt_d, scaler, real, nullcontext())
+        stats = train.train_step(G, D, opt_g, opt_d, scaler, real, None, nullcontext(), ema)
     assert stats.shape == (4,) and torch.isfinite(stats).all()
     assert 0 < stats[2] < 1 and 0 < stats[3] < 1  # D(x), D(G(z)) are probabilities
     after = list((*G.parameters(), *D.parameters()))
@@ -208,6 +210,102 @@ def test_atomic_path_keeps_old_file_on_failure(tmp_path):
     assert os.listdir(tmp_path) == ["f.txt"]
 
 
+
+def test_conditional_networks_take_labels():
+    torch.manual_seed(0)
+    G = gan.Generator(nz=16, width=8, num_classes=10)
+    D = gan.Discriminator(width=8, num_classes=10)
+    G.apply(gan.weights_init)
+    D.apply(gan.weights_init)
+    z = torch.randn(1, 16).repeat(10, 1)  # one noise, every digit
+    images = gan.generate(G, z, torch.arange(10))
+    assert images.shape == (10, 1, 28, 28)
+    assert all(not torch.equal(images[0], images[k]) for k in range(1, 10)), "the label changed nothing"
+    assert G.embed.weight.shape == (10, 10)
+    with torch.no_grad():
+        D.class_kernels.normal_(0, 0.02)
+        logits = D(images[:1].repeat(10, 1, 1, 1), torch.arange(10))
+    assert logits.shape == (10,) and logits.unique().numel() == 10  # one image, ten verdicts
+    plain = gan.Generator(nz=16, width=8)
+    assert plain.embed is None and gan.Discriminator(width=8).class_kernels is None
+
+
+def test_conditional_gan_follows_the_label():
+    """Trained briefly on bars whose row is set by the label, a conditional GAN must draw each
+    bar where its label says; one that ignored the label would be right about one time in ten."""
+    torch.manual_seed(0)
+    images, labels = digit_like(640, torch.Generator().manual_seed(2))
+    images, labels = images.unsqueeze(1).float() / 127.5 - 1, labels.long()
+    G = gan.Generator(nz=16, width=8, num_classes=10)
+    D = gan.Discriminator(width=8, num_classes=10)
+    G.apply(gan.weights_init)
+    D.apply(gan.weights_init)
+    opt_g = torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    ema = AveragedModel(G, multi_avg_fn=train.warmed_up_ema(0.999), use_buffers=True)
+    for _ in range(100):
+        batch = torch.randint(0, len(images), (64,))
+        train.train_step(G, D, opt_g, opt_d, scaler, images[batch], labels[batch], nullcontext(), ema)
+    asked = torch.arange(200) % 10
+    rows = gan.generate(G, torch.randn(200, 16), asked)[:, 0].mean(2)  # (200, 28) row brightness
+    bar = torch.stack([rows[:, 4 + 2 * k:6 + 2 * k].mean(1) for k in range(10)], dim=1)  # (200, 10)
+    assert (bar.argmax(1) == asked).float().mean() >= 0.8
+
+
+def flat_weights(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_ema_lags_the_weights_and_moves_toward_them():
+    torch.manual_seed(0)
+    G, D = gan.Generator(nz=16, width=8), gan.Discriminator(width=8)
+    G.apply(gan.weights_init)
+    D.apply(gan.weights_init)
+    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    ema = AveragedModel(G, multi_avg_fn=train.warmed_up_ema(0.999), use_buffers=True)
+    real = torch.rand(16, 1, 28, 28) * 2 - 1
+    for _ in range(5):
+        train.train_step(G, D, opt_g, opt_d, torch.amp.GradScaler("cpu", enabled=False), real, None,
+                         nullcontext(), ema)
+    gap = (flat_weights(ema.module) - flat_weights(G)).norm()
+    assert gap > 0, "the average equals the raw weights"
+    ema.update_parameters(G)  # one more update with G held still: the average closes in
+    assert (flat_weights(ema.module) - flat_weights(G)).norm() < gap
+    averaged_mean = ema.module.net[1].running_mean  # BatchNorm statistics are averaged too
+    assert not torch.equal(averaged_mean, G.net[1].running_mean) and averaged_mean.abs().sum() > 0
+
+
+def test_ema_warm_up_forgets_the_init_within_one_epoch():
+    """469 updates (one epoch at batch 128): with the warm-up, what is left of the initial
+    weights must be under 1%, where a fixed decay of 0.999 would keep 63% of them."""
+    weight = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(weight.weight)
+    ema = AveragedModel(weight, multi_avg_fn=train.warmed_up_ema(0.999))
+    ema.update_parameters(weight)  # the first update copies: the average starts at 0
+    torch.nn.init.ones_(weight.weight)  # then the weights jump to 1 and stay there
+    for _ in range(468):
+        ema.update_parameters(weight)
+    assert 0 <= 1 - ema.module.weight.item() < 0.01  # what is left of the initial weights
+    assert 0.999 ** 468 > 0.6  # what a fixed decay would have left
+
+
+def test_checkpoint_keeps_the_ema_and_sampling_uses_it(trained, tmp_path):
+    checkpoint = gan.load_checkpoint(trained / "checkpoint.pt")
+    assert checkpoint["ema"]["n_averaged"] == 6  # one update per step
+    averaged = gan.generator_from_checkpoint(checkpoint)
+    raw = gan.generator_from_checkpoint(checkpoint, ema=False)
+    z = torch.randn(1, 16, generator=torch.Generator().manual_seed(0))  # sample.py's noise for --seed 0
+    assert not torch.equal(gan.generate(averaged, z), gan.generate(raw, z))
+    for flag, G in (([], averaged), (["--no-ema"], raw)):  # the default is the average
+        out = tmp_path / f"one{len(flag)}"
+        sample.main(["--checkpoint", str(trained / "checkpoint.pt"), "--n", "1", "--out", f"{out}/", *flag])
+        with Image.open(out / "00000.png") as image:
+            written = pil_to_tensor(image)[0].int()
+        expected = gan.generate(G, z)[0, 0].add(1).mul(127.5).add(0.5).clamp(0, 255).int()
+        assert (written - expected).abs().max() <= 1
+
 # ---------------------------------------------------------------------------- train.py end to end
 
 
@@ -224,7 +322,7 @@ def test_train_writes_grids_gif_log_and_checkpoint(trained):
     assert all(0 < float(r["d_x"]) < 1 and float(r["images_per_s"]) > 0 for r in rows)
     checkpoint = torch.load(trained / "checkpoint.pt", weights_only=True)
     assert checkpoint["epoch"] == 2 and checkpoint["step"] == 6
-    assert checkpoint["config"] == dict(nz=16, g_width=8, d_width=8, channels=1)
+    assert checkpoint["config"] == dict(nz=16, g_width=8, d_width=8, channels=1, num_classes=0)
     assert not any("_orig_mod" in k for k in checkpoint["generator"])
     assert not [f for f in os.listdir(trained) if ".tmp" in f], "temporary files left behind"
 
@@ -297,6 +395,67 @@ def test_sample_folder_in_batches_matches_grid(trained, tmp_path):
     assert (first.int() - expected.int()).abs().max() <= 1
 
 
+
+@pytest.fixture(scope="session")
+def trained_conditional(mnist_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("conditional")
+    run_train(mnist_root, out, "--epochs", "1", "--conditional")
+    return out
+
+
+def test_conditional_run_grid_and_checkpoint(trained_conditional):
+    with Image.open(trained_conditional / "epoch_001.png") as grid:
+        assert grid.size == (8 * 30 + 2, 10 * 30 + 2)  # one row per digit, 8 columns
+    checkpoint = torch.load(trained_conditional / "checkpoint.pt", weights_only=True)
+    assert checkpoint["config"]["num_classes"] == 10
+    assert gan.generator_from_checkpoint(checkpoint).num_classes == 10
+
+
+def test_sample_digit_and_rows_per_digit(trained_conditional, tmp_path):
+    ckpt = ["--checkpoint", str(trained_conditional / "checkpoint.pt")]
+    sample.main([*ckpt, "--n", "64", "--out", str(tmp_path / "rows.png")])
+    with Image.open(tmp_path / "rows.png") as grid:
+        assert grid.size == (7 * 30 + 2, 10 * 30 + 2)  # ceil(64 / 10) = 7 of each digit, a row each
+    sample.main([*ckpt, "--digit", "7", "--n", "9", "--out", str(tmp_path / "sevens.png")])
+    with Image.open(tmp_path / "sevens.png") as grid:
+        assert grid.size == (3 * 30 + 2, 3 * 30 + 2)
+    G = gan.generator_from_checkpoint(gan.load_checkpoint(trained_conditional / "checkpoint.pt"))
+    sevens = next(sample.sample_batches(G, 9, 9, 0, torch.full((9,), 7)))
+    others = next(sample.sample_batches(G, 9, 9, 0, torch.full((9,), 1)))
+    assert not torch.equal(sevens, others)
+
+
+def test_sample_number_layout(trained_conditional, tmp_path):
+    out = tmp_path / "number.png"
+    sample.main(["--checkpoint", str(trained_conditional / "checkpoint.pt"), "--number", "2026",
+                 "--count", "3", "--out", str(out)])
+    width = 28 - 2 * sample.NUMBER_CROP
+    with Image.open(out) as image:
+        assert image.size == (4 * width, 3 * 28)  # digits touching, rows touching: no padding
+        pixels = pil_to_tensor(image.convert("L"))[0].int()  # (84, 88)
+    # Row r, position i holds the digit text[i] drawn from row r's noise, cropped to the middle.
+    G = gan.generator_from_checkpoint(gan.load_checkpoint(trained_conditional / "checkpoint.pt"))
+    z = torch.randn(3, G.nz, generator=torch.Generator().manual_seed(0))
+    for r in range(3):
+        for i, digit in enumerate("2026"):
+            expected = gan.generate(G, z[r:r + 1], torch.tensor([int(digit)]))[0, 0, :, 3:25]
+            expected = expected.add(1).mul(127.5).add(0.5).clamp(0, 255).int()
+            piece = pixels[28 * r:28 * (r + 1), width * i:width * (i + 1)]
+            assert (piece - expected).abs().max() <= 1
+
+
+def test_evaluate_reports_label_accuracy(scored_root, trained_conditional, tmp_path):
+    report = tmp_path / "scores.json"
+    evaluate.main(["--checkpoint", str(trained_conditional / "checkpoint.pt"), "--n", "40",
+                   "--data-root", str(scored_root), "--json", str(report)])
+    scores = json.loads(report.read_text())
+    for side in ("generated", "real"):
+        assert 0 <= scores[side]["label_accuracy"] <= 1
+    per_digit = scores["generated"]["label_accuracy_per_digit"]
+    assert len(per_digit) == 10
+    assert sum(per_digit) / 10 == pytest.approx(scores["generated"]["label_accuracy"], abs=1e-3)
+    assert scores["real"]["label_accuracy"] > 0.5  # real bars with their true labels read back
+
 # ---------------------------------------------------------------------------- bad input
 
 
@@ -342,6 +501,36 @@ def test_sample_bad_input(case, argv, needle, bad_files, trained, tmp_path, caps
     err = expect_exit_2(capsys, sample.main, defaults + argv)
     assert needle in err
     assert out.read_bytes() == b"precious"
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--digit", "10"], "--digit"),
+    (["--digit", "-1"], "--digit"),
+    (["--digit", "seven"], "--digit"),
+    (["--number", "20a6"], "--number"),
+    (["--number", "3.14"], "--number"),
+    (["--number", "1" * 65], "--number"),
+    (["--number", ""], "--number"),
+    (["--digit", "3", "--number", "12"], "not allowed with"),
+    (["--count", "2"], "--count goes with --number"),
+    (["--number", "12", "--out", "{folder}/"], "one PNG"),
+])
+def test_sample_conditional_bad_input(argv, needle, trained_conditional, tmp_path, capsys):
+    out = tmp_path / "samples.png"
+    out.write_bytes(b"precious")
+    argv = [a.format(folder=tmp_path / "fakes") for a in argv]
+    checkpoint = str(trained_conditional / "checkpoint.pt")
+    err = expect_exit_2(capsys, sample.main, ["--checkpoint", checkpoint, "--out", str(out), *argv])
+    assert needle in err
+    assert out.read_bytes() == b"precious" and os.listdir(tmp_path) == ["samples.png"]
+
+
+@pytest.mark.parametrize("argv", [["--digit", "7"], ["--number", "2026"]])
+def test_sample_digit_needs_a_conditional_checkpoint(argv, trained, tmp_path, capsys):
+    out = tmp_path / "samples.png"
+    err = expect_exit_2(capsys, sample.main, ["--checkpoint", str(trained / "checkpoint.pt"), "--out", str(out), *argv])
+    assert "unconditional" in err
+    assert not out.exists()
 
 
 def copy_mnist(mnist_root, tmp_path, truncate=False):
@@ -400,6 +589,10 @@ def test_train_refuses_to_overwrite_a_checkpoint(mnist_root, tmp_path, capsys, t
     err = expect_exit_2(capsys, train.main,
                         ["--data-root", str(mnist_root), "--out", str(out), "--resume", "--epochs", "2"])
     assert "--epochs above 2" in err
+    err = expect_exit_2(capsys, train.main, ["--data-root", str(mnist_root), "--out", str(out), "--resume",
+                                             "--epochs", "3", "--conditional"])
+    assert "unconditional run" in err
+    assert (out / "checkpoint.pt").read_bytes() == before
 
 
 def test_scripts_run_as_commands(tmp_path):

@@ -37,7 +37,8 @@ from torchvision import transforms
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import train  # noqa: E402  (the kit lives one folder up)
-from gan import ArgumentParser, UserError, add_device_flag, pick_device, positive_int  # noqa: E402
+from gan import (  # noqa: E402
+    ArgumentParser, Discriminator, Generator, UserError, add_device_flag, pick_device, positive_int, weights_init)
 
 
 def parse_args(argv=None):
@@ -58,9 +59,12 @@ def sync(device):
 
 def baseline_runner(args, device, root):
     """pytorch/examples' loop: PIL -> ToTensor -> Normalize per image, .item() every step."""
-    kit = train.parse_args(["--batch-size", str(args.batch_size)])
-    _, parts, _, _ = train.build(kit, device, None)
-    G, D, opt_g, opt_d = (parts[k] for k in ("generator", "discriminator", "opt_g", "opt_d"))
+    torch.manual_seed(0)
+    G, D = Generator().to(device), Discriminator().to(device)  # the default layout, as the examples
+    G.apply(weights_init)
+    D.apply(weights_init)
+    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))  # the per-tensor loop
+    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     dataset = torchvision.datasets.MNIST(root, train=True, download=True, transform=transforms.Compose(
         [transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))]))
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=2)
@@ -104,7 +108,7 @@ def kit_runner(args, device, data, *flags):
     def run(steps):
         images = data[:steps * args.batch_size]
         with contextlib.redirect_stdout(io.StringIO()):
-            train.run_epoch(kit, images, loop, epoch[0], epoch[0] * steps, stop, csv.writer(io.StringIO()))
+            train.run_epoch(kit, (images, None), loop, epoch[0], epoch[0] * steps, stop, csv.writer(io.StringIO()))
         epoch[0] += 1
         return len(images)
 
@@ -135,7 +139,7 @@ def matmul_gflops(device, dtype, n):
 
 def step_flops(loop, data, batch_size):
     with FlopCounterMode(display=False) as counter:
-        train.train_step(real=data[:batch_size], **loop)
+        train.train_step(real=data[:batch_size], labels=None, **loop)
     return counter.get_total_flops()
 
 
@@ -163,11 +167,12 @@ def examples_64px_networks(nz=100, ngf=64, ndf=64):
 
 def epoch_extras_seconds(parts, kit, device):
     """Seconds of the kit's per-epoch writes: the grid, the GIF, the checkpoint."""
-    fixed_z = torch.randn(64, kit.nz, device=device)
+    config = dict(nz=kit.nz, num_classes=0)
+    grid = train.grid_inputs(config, 0, device)
     with tempfile.TemporaryDirectory() as out:
         kit.out = out
         start = time.perf_counter()
-        train.finish_epoch(kit, {"nz": kit.nz}, parts, fixed_z, 1, 0)
+        train.finish_epoch(kit, config, parts, grid, 1, 0)
         return time.perf_counter() - start
 
 
