@@ -195,15 +195,26 @@ def load_checkpoint(path):
     return checkpoint
 
 
+# The moving average of G's weights draws better digits only once it has averaged enough steps:
+# measured worse than the raw weights after 1 and 3 epochs of 469 steps, better after 10 (README).
+EMA_AFTER_STEPS = 4690
+
+
+def ema_ready(n_averaged):
+    """Whether a moving average of `n_averaged` updates is the better generator to draw from."""
+    return n_averaged >= EMA_AFTER_STEPS
+
+
 def generator_from_checkpoint(checkpoint, ema=True):
     """Rebuild the generator from the sizes stored in the checkpoint, then load its weights:
-    the moving average of them (train.py's AveragedModel) if `ema` and the checkpoint has one."""
+    the moving average of them (train.py's AveragedModel) if `ema` and that is ema_ready."""
     config = checkpoint["config"]
     G = Generator(nz=config["nz"], width=config["g_width"], channels=config["channels"],
                   num_classes=config.get("num_classes", 0))  # absent in checkpoints before --conditional
     weights = checkpoint["generator"]
-    if ema and checkpoint.get("ema"):  # AveragedModel's keys: "module." + G's, and its update count
-        weights = {k.removeprefix("module."): v for k, v in checkpoint["ema"].items() if k != "n_averaged"}
+    averaged = checkpoint.get("ema")  # AveragedModel's keys: "module." + G's, and its update count
+    if ema and averaged and ema_ready(averaged["n_averaged"]):
+        weights = {k.removeprefix("module."): v for k, v in averaged.items() if k != "n_averaged"}
     try:
         G.load_state_dict(weights)
     except (RuntimeError, TypeError) as e:

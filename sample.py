@@ -60,7 +60,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     add_device_flag(p)
     p.add_argument("--no-ema", action="store_true",
-                   help="use the generator's raw weights, not their moving average (the default)")
+                   help="use the generator's raw weights, even where their moving average is the default")
     p.add_argument("--nrow", type=positive_int, default=None, help="digits per grid row (default: about sqrt(n))")
     p.add_argument("--batch-size", type=positive_int, default=500,
                    help="digits generated at a time, which bounds memory (default: 500)")

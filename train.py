@@ -35,6 +35,7 @@ from gan import (
     Generator,
     UserError,
     atomic_path,
+    ema_ready,
     generate,
     load_checkpoint,
     make_writable_dir,
@@ -376,7 +377,8 @@ def run_epoch(args, data, loop, epoch, step, stop, log):
 
 def finish_epoch(args, config, parts, grid, epoch, step):
     """After `epoch` epochs: that epoch's grid, the GIF of all grids so far, the checkpoint."""
-    write_grid(parts["ema"].module, grid, os.path.join(args.out, f"epoch_{epoch:03d}.png"))
+    G = parts["ema"].module if ema_ready(parts["ema"].n_averaged) else parts["generator"]
+    write_grid(G, grid, os.path.join(args.out, f"epoch_{epoch:03d}.png"))
     write_gif(args.out, epoch)
     save_run(args, config, parts, epoch, step)
 

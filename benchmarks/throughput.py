@@ -6,15 +6,16 @@
 Every row runs full training steps (D step + G step, optimizers included) on real MNIST batches
 with the same networks, all in this one run, and reports the median images/s over --repeats,
 each as a ratio to the first row:
-  1. baseline: a DataLoader with per-image ToTensor/Normalize and .item() on every loss every
-     step, as pytorch/examples' dcgan/main.py trains;
+  1. baseline: a DataLoader with per-image ToTensor/Normalize, .item() on every loss every
+     step, the default memory layout and Adam's loop over parameters, as pytorch/examples'
+     dcgan/main.py trains;
   2. the kit's default path on this device (its real epoch loop: train.run_epoch);
   3. the kit with --compile (compile time reported separately);
   4. the kit with --amp on (CUDA and MPS only: bf16 autocast on a CPU without bf16 hardware is
      ~25x slower than fp32).
 It also counts the FLOPs of one step (FlopCounterMode) and sets the achieved GFLOP/s against a
-large matmul timed on the same device, and times the kit's per-epoch extras (grid, GIF,
-checkpoint) as a share of an epoch.
+large matmul timed on the same device in the same repeats, and times the kit's per-epoch extras
+(grid, GIF, checkpoint) as a share of an epoch and its EMA update as a share of a step.
 """
 
 import contextlib
@@ -165,6 +166,16 @@ def examples_64px_networks(nz=100, ngf=64, ndf=64):
     return G, D
 
 
+def ema_update_seconds(parts, device, updates=30):
+    """Seconds of one update of G's moving average, which the kit's step includes."""
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(updates):
+        parts["ema"].update_parameters(parts["generator"])
+    sync(device)
+    return (time.perf_counter() - start) / updates
+
+
 def epoch_extras_seconds(parts, kit, device):
     """Seconds of the kit's per-epoch writes: the grid, the GIF, the checkpoint."""
     config = dict(nz=kit.nz, num_classes=0)
@@ -190,18 +201,20 @@ def measure(args, device):
     for run in rows.values():
         run(args.warmup)
     rates = {name: [] for name in rows}
+    dtypes = {"fp32": torch.float32, **({"bf16": torch.bfloat16} if device.type == "cuda" else {})}
+    matmul = {name: [] for name in dtypes}
     for _ in range(args.repeats):  # interleaved, so drift in machine load hits every row alike
         for name, run in rows.items():
             rates[name].append(images_per_s(run, args.steps, device))
-    return data, {name: statistics.median(r) for name, r in rates.items()}
+        for name, gflops in matmul.items():  # the ceiling too: this machine's load wanders
+            gflops.append(matmul_gflops(device, dtypes[name], 2048 if device.type == "cpu" else 8192))
+    median = lambda table: {key: statistics.median(values) for key, values in table.items()}  # noqa: E731
+    return data, median(rates), median(matmul)
 
 
-def report(args, device, data, rates):
+def report(args, device, data, rates, mm):
     _, parts, loop, kit = kit_runner(args, device, data)
     flops = step_flops(loop, data, args.batch_size)
-    mm = {"fp32": matmul_gflops(device, torch.float32, 2048 if device.type == "cpu" else 8192)}
-    if device.type == "cuda":
-        mm["bf16"] = matmul_gflops(device, torch.bfloat16, 8192)
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"{device.type}, {torch.get_num_threads()} threads"
     print(f"\ndevice: {name}; torch {torch.__version__}; batch {args.batch_size}; "
           f"median of {args.repeats} x {args.steps} steps")
@@ -211,7 +224,7 @@ def report(args, device, data, rates):
     examples_fwd = forward_flops_per_image(G64, D64, torch.randn(2, 100, 1, 1))
     print(f"forward G + D per image: kit (28 px) {kit_fwd / 1e6:.0f} MFLOP, pytorch/examples (64 px) "
           f"{examples_fwd / 1e6:.0f} MFLOP: {examples_fwd / kit_fwd:.1f}x the work")
-    print("matmul (best of 10): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in mm.items()))
+    print("matmul (best of 10, median over the repeats): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in mm.items()))
     print(f"\n{'variant':42} {'images/s':>9} {'ratio':>7} {'GFLOP/s':>8} {'of fp32 mm':>10}")
     first = next(iter(rates.values()))
     for variant, rate in rates.items():
@@ -222,14 +235,15 @@ def report(args, device, data, rates):
     epoch_seconds = steps_per_epoch * args.batch_size / rates["kit default"]
     print(f"\nper-epoch grid + GIF + checkpoint: {extras:.2f} s = {extras / epoch_seconds:.2%} of an epoch "
           f"({epoch_seconds:.0f} s of steps at the kit's default rate)")
+    ema, step_seconds = ema_update_seconds(parts, device), args.batch_size / rates["kit default"]
+    print(f"generator EMA update (in every kit step): {ema * 1e3:.2f} ms = {ema / step_seconds:.2%} of a step")
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
         device = pick_device(args.device)
-        data, rates = measure(args, device)
-        report(args, device, data, rates)
+        report(args, device, *measure(args, device))
     except UserError as e:
         print(f"throughput.py: error: {e}", file=sys.stderr)
         sys.exit(2)
