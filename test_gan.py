@@ -553,6 +553,8 @@ def copy_mnist(mnist_root, tmp_path, truncate=False):
     ("unknown device", ["--device", "tpu"], "--device"),
     ("absent device", ["--device", "cuda"], "not available"),
     ("resume without checkpoint", ["--resume"], "no checkpoint"),
+    ("ema decay one", ["--ema-decay", "1"], "--ema-decay"),
+    ("ema decay text", ["--ema-decay", "high"], "--ema-decay"),
     ("unwritable out", ["--out", "{blocker}/sub"], "cannot write"),
 ])
 def test_train_bad_input(case, argv, needle, mnist_root, tmp_path, capsys, monkeypatch):
