@@ -329,6 +329,13 @@ def test_train_writes_grids_gif_log_and_checkpoint(trained):
     assert not [f for f in os.listdir(trained) if ".tmp" in f], "temporary files left behind"
 
 
+def test_grids_draw_from_the_ema_once_ready(trained, monkeypatch):
+    checkpoint = gan.load_checkpoint(trained / "checkpoint.pt")
+    _, parts, _, _ = train.build(train.parse_args(TINY), torch.device("cpu"), checkpoint)
+    assert train.grid_generator(parts) is parts["generator"]  # 6 updates: too few
+    monkeypatch.setattr(gan, "EMA_AFTER_STEPS", 6)
+    assert train.grid_generator(parts) is parts["ema"].module
+
 def test_same_seed_same_weights(mnist_root, tmp_path, trained):
     run_train(mnist_root, tmp_path / "again", "--epochs", "2")
     assert_same_training_state(trained / "checkpoint.pt", tmp_path / "again" / "checkpoint.pt")

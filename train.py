@@ -378,10 +378,14 @@ def run_epoch(args, data, loop, epoch, step, stop, log):
     return (step, *whole.read())
 
 
+def grid_generator(parts):
+    """The generator the grids draw from: its moving average once that is ema_ready, else G."""
+    return parts["ema"].module if ema_ready(parts["ema"].n_averaged) else parts["generator"]
+
+
 def finish_epoch(args, config, parts, grid, epoch, step):
     """After `epoch` epochs: that epoch's grid, the GIF of all grids so far, the checkpoint."""
-    G = parts["ema"].module if ema_ready(parts["ema"].n_averaged) else parts["generator"]
-    write_grid(G, grid, os.path.join(args.out, f"epoch_{epoch:03d}.png"))
+    write_grid(grid_generator(parts), grid, os.path.join(args.out, f"epoch_{epoch:03d}.png"))
     write_gif(args.out, epoch)
     save_run(args, config, parts, epoch, step)
 
