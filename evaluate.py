@@ -254,9 +254,9 @@ def evaluate(args):
     test_set = load_mnist(args.data_root, device, train=False)
     model, acc = get_classifier(args.data_root, train_set, test_set)
     test_features, _ = features_and_probs(model, test_set[0].split(args.batch_size))
-    pick = torch.randperm(len(train_set[0]), generator=torch.Generator().manual_seed(args.seed))[:10000]
-    real_labels = None if labels is None else train_set[1][pick.to(device)]
-    real = score(model, train_set[0][pick.to(device)].split(args.batch_size), test_features, real_labels)
+    pick = torch.randperm(len(train_set[0]), generator=torch.Generator().manual_seed(args.seed))[:10000].to(device)
+    real_labels = None if labels is None else train_set[1][pick]
+    real = score(model, train_set[0][pick].split(args.batch_size), test_features, real_labels)
     generated = score(model, batches, test_features, labels)
     print_table(generated, real)
     if args.json:

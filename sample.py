@@ -96,15 +96,22 @@ def number_image(G, text, count, seed):
     return images[..., NUMBER_CROP:28 - NUMBER_CROP]
 
 
+def digit_labels(G, args):
+    """The digit of each of the --n images: the --digit, or 0 1 2 ... 9 0 1 ... for a conditional G."""
+    if not G.num_classes:
+        return None
+    if args.digit is not None:
+        return torch.full((args.n,), args.digit)
+    return torch.arange(args.n) % G.num_classes
+
+
 def grid_plan(G, args):
     """(labels or None, images per row) for a grid: a conditional G without --digit draws one
     row per digit, each ceil(n / 10) wide."""
-    if not G.num_classes:
-        return None, args.nrow or math.ceil(math.sqrt(args.n))
-    if args.digit is not None:
-        return torch.full((args.n,), args.digit), args.nrow or math.ceil(math.sqrt(args.n))
-    per_digit = math.ceil(args.n / G.num_classes)
-    return torch.arange(G.num_classes).repeat_interleave(per_digit), per_digit
+    if G.num_classes and args.digit is None:
+        per_digit = math.ceil(args.n / G.num_classes)
+        return torch.arange(G.num_classes).repeat_interleave(per_digit), per_digit
+    return digit_labels(G, args), args.nrow or math.ceil(math.sqrt(args.n))
 
 
 def write_folder(batches, folder):
@@ -116,15 +123,6 @@ def write_folder(batches, folder):
             with atomic_path(os.path.join(folder, f"{k:05d}.png")) as tmp:
                 Image.fromarray(image.permute(1, 2, 0).squeeze(-1).numpy()).save(tmp, format="PNG")
             k += 1
-
-
-def folder_labels(G, args):
-    """Labels for a folder of PNGs: the --digit, or 0 1 2 ... 9 0 1 ... for a conditional G."""
-    if not G.num_classes:
-        return None
-    if args.digit is not None:
-        return torch.full((args.n,), args.digit)
-    return torch.arange(args.n) % G.num_classes
 
 
 def write_png(images, nrow, path, padding=2):
@@ -143,7 +141,7 @@ def write(G, args):
         print(f"wrote {args.out}: the number {args.number}, {count} row{'s' * (count > 1)}")
     elif to_folder:
         make_writable_dir(args.out)
-        write_folder(sample_batches(G, args.n, args.batch_size, args.seed, folder_labels(G, args)), args.out)
+        write_folder(sample_batches(G, args.n, args.batch_size, args.seed, digit_labels(G, args)), args.out)
         print(f"wrote {args.n} PNGs to {args.out}")
     else:
         labels, nrow = grid_plan(G, args)

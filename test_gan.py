@@ -287,8 +287,7 @@ def test_ema_warm_up_forgets_the_init_within_one_epoch():
     torch.nn.init.ones_(weight.weight)  # then the weights jump to 1 and stay there
     for _ in range(468):
         ema.update_parameters(weight)
-    assert 0 <= 1 - ema.module.weight.item() < 0.01  # what is left of the initial weights
-    assert 0.999 ** 468 > 0.6  # what a fixed decay would have left
+    assert 0 <= 1 - ema.module.weight.item() < 0.01  # left of the init; a fixed 0.999 would leave 63%
 
 
 def test_checkpoint_keeps_the_ema_and_sampling_uses_it(trained, tmp_path, monkeypatch):

@@ -208,8 +208,8 @@ def measure(args, device):
             rates[name].append(images_per_s(run, args.steps, device))
         for name, gflops in matmul.items():  # the ceiling too: this machine's load wanders
             gflops.append(matmul_gflops(device, dtypes[name], 2048 if device.type == "cpu" else 8192))
-    median = lambda table: {key: statistics.median(values) for key, values in table.items()}  # noqa: E731
-    return data, median(rates), median(matmul)
+    return (data, {name: statistics.median(r) for name, r in rates.items()},
+            {name: statistics.median(g) for name, g in matmul.items()})
 
 
 def report(args, device, data, rates, mm):
