@@ -335,6 +335,7 @@ def test_grids_draw_from_the_ema_once_ready(trained, monkeypatch):
     monkeypatch.setattr(gan, "EMA_AFTER_STEPS", 6)
     assert train.grid_generator(parts) is parts["ema"].module
 
+
 def test_same_seed_same_weights(mnist_root, tmp_path, trained):
     run_train(mnist_root, tmp_path / "again", "--epochs", "2")
     assert_same_training_state(trained / "checkpoint.pt", tmp_path / "again" / "checkpoint.pt")
