@@ -14,8 +14,9 @@ each as a ratio to the first row:
   4. the kit with --amp on (CUDA and MPS only: bf16 autocast on a CPU without bf16 hardware is
      ~25x slower than fp32).
 It also counts the FLOPs of one step (FlopCounterMode) and sets the achieved GFLOP/s against a
-large matmul timed on the same device in the same repeats, and times the kit's per-epoch extras
-(grid, GIF, checkpoint) as a share of an epoch and its EMA update as a share of a step.
+large matmul timed on the same device in the same repeats, times the kit's per-epoch extras
+(grid, GIF, checkpoint) as a share of an epoch and its EMA update as a share of a step, and
+profiles which ops take the kit step's time.
 """
 
 import contextlib
@@ -144,6 +145,24 @@ def step_flops(loop, data, batch_size):
     return counter.get_total_flops()
 
 
+def host_time_by_op(loop, data, batch_size, steps=10, rows=12):
+    """The ops with the most self host time over `steps` kit steps, as shares of it, told apart
+    by their first input shapes (which name the layer). On the CPU that is where a step's time
+    goes; on a GPU it is the cost of launching the work."""
+    def run():
+        for _ in range(steps):
+            train.train_step(real=data[:batch_size], labels=None, **loop)
+
+    run()  # unprofiled: oneDNN builds its kernels on a layer's first calls
+    with torch.profiler.profile(record_shapes=True) as prof:
+        run()
+    ops = prof.key_averages(group_by_input_shape=True)
+    total = sum(op.self_cpu_time_total for op in ops)
+    for op in sorted(ops, key=lambda op: -op.self_cpu_time_total)[:rows]:
+        shapes = " ".join(str(tuple(shape)) for shape in op.input_shapes[:2])
+        print(f"{op.self_cpu_time_total / total:6.1%}  {op.key.removeprefix('aten::'):27} {shapes}")
+
+
 def forward_flops_per_image(G, D, z):
     with FlopCounterMode(display=False) as counter:
         D(G(z))
@@ -237,6 +256,8 @@ def report(args, device, data, rates, mm):
           f"({epoch_seconds:.0f} s of steps at the kit's default rate)")
     ema, step_seconds = ema_update_seconds(parts, device), args.batch_size / rates["kit default"]
     print(f"generator EMA update (in every kit step): {ema * 1e3:.2f} ms = {ema / step_seconds:.2%} of a step")
+    print(f"\nwhere the kit's step spends its host time (top ops, by input shapes):")
+    host_time_by_op(loop, data, args.batch_size)
 
 
 def main(argv=None):
