@@ -73,8 +73,8 @@ def parse_args(argv=None):
     p.add_argument("--nz", type=positive_int, default=100, help="latent size (default: 100)")
     p.add_argument("--g-width", type=positive_int, default=64, help="generator base width (default: 64)")
     p.add_argument("--d-width", type=positive_int, default=64, help="discriminator base width (default: 64)")
-    p.add_argument("--ema-decay", type=ema_decay, default=0.999,
-                   help="decay of the generator's moving average, reached by a warm-up (default: 0.999)")
+    p.add_argument("--ema-decay", type=ema_decay, default=0.99,
+                   help="decay of the generator's moving average, reached by a warm-up (default: 0.99)")
     p.add_argument("--conditional", action="store_true",
                    help="class-conditional: G and D are given the digit label, so sample.py can ask for one")
     p.add_argument("--data-root", default="data", help="folder holding MNIST/raw/ (default: data)")
@@ -285,8 +285,9 @@ def memory_format(device):
 
 def warmed_up_ema(decay):
     """AveragedModel's multi_avg_fn: swa_utils' EMA with its decay warmed up as
-    min(decay, (1 + n) / (10 + n)) at the n-th update. A fixed 0.999 would still hold
-    0.999^469 = 63% of the random initial weights after a first epoch of 469 steps."""
+    min(decay, (1 + n) / (10 + n)) at the n-th update, so a large --ema-decay does not keep the
+    random initial weights: a fixed 0.999 would still hold 0.999^469 = 63% of them after a first
+    epoch of 469 steps."""
     def update(averaged, current, n_averaged):
         n = n_averaged.item()
         get_ema_multi_avg_fn(min(decay, (1 + n) / (10 + n)))(averaged, current, n_averaged)
