@@ -278,7 +278,7 @@ def open_log(out, step):
 
 def memory_format(device):
     """channels_last (NHWC) on the CPU, where oneDNN's NHWC convolutions run faster (with fused Adam,
-    1.28x the step of the default layout: benchmarks/throughput.py); the default layout on GPUs,
+    1.20x to 1.33x the step of the default layout: benchmarks/throughput.py); the default layout on GPUs,
     where it is unmeasured."""
     return torch.channels_last if device.type == "cpu" else torch.contiguous_format
 
