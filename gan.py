@@ -196,7 +196,7 @@ def load_checkpoint(path):
 
 
 # The moving average of G's weights is the default only once it has averaged enough steps:
-# by Frechet distance worse than the raw weights after 1 and 3 epochs of 469 steps, better after 10, 20 and 25 (README).
+# by Frechet distance worse than the raw weights after 1 and 3 epochs of 469 steps, mostly better from 10 on (README).
 EMA_AFTER_STEPS = 4690
 
 

@@ -153,7 +153,7 @@ def host_time_by_op(loop, data, batch_size, steps=10, rows=12):
         for _ in range(steps):
             train.train_step(real=data[:batch_size], labels=None, **loop)
 
-    run()  # unprofiled: oneDNN builds its kernels on a layer's first calls
+    run()  # unprofiled: oneDNN (and cuDNN) choose and build their kernels on a layer's first calls
     with torch.profiler.profile(record_shapes=True) as prof:
         run()
     ops = prof.key_averages(group_by_input_shape=True)
@@ -256,7 +256,7 @@ def report(args, device, data, rates, mm):
           f"({epoch_seconds:.0f} s of steps at the kit's default rate)")
     ema, step_seconds = ema_update_seconds(parts, device), args.batch_size / rates["kit default"]
     print(f"generator EMA update (in every kit step): {ema * 1e3:.2f} ms = {ema / step_seconds:.2%} of a step")
-    print(f"\nwhere the kit's step spends its host time (top ops, by input shapes):")
+    print("\nwhere the kit's step spends its host time (top ops, by input shapes):")
     host_time_by_op(loop, data, args.batch_size)
 
 
