@@ -146,9 +146,9 @@ def step_flops(loop, data, batch_size):
 
 
 def host_time_by_op(loop, data, batch_size, steps=10, rows=12):
-    """The ops with the most self host time over `steps` kit steps, as shares of it, told apart
-    by their first input shapes (which name the layer). On the CPU that is where a step's time
-    goes; on a GPU it is the cost of launching the work."""
+    """torch.profiler's table of the ops with the most self host time over `steps` kit steps,
+    told apart by their input shapes (which name the layer). On the CPU that is where a step's
+    time goes; on a GPU it is the cost of launching the work."""
     def run():
         for _ in range(steps):
             train.train_step(real=data[:batch_size], labels=None, **loop)
@@ -156,11 +156,8 @@ def host_time_by_op(loop, data, batch_size, steps=10, rows=12):
     run()  # unprofiled: oneDNN (and cuDNN) choose and build their kernels on a layer's first calls
     with torch.profiler.profile(record_shapes=True) as prof:
         run()
-    ops = prof.key_averages(group_by_input_shape=True)
-    total = sum(op.self_cpu_time_total for op in ops)
-    for op in sorted(ops, key=lambda op: -op.self_cpu_time_total)[:rows]:
-        shapes = " ".join(str(tuple(shape)) for shape in op.input_shapes[:2])
-        print(f"{op.self_cpu_time_total / total:6.1%}  {op.key.removeprefix('aten::'):27} {shapes}")
+    return prof.key_averages(group_by_input_shape=True).table(
+        sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=28, max_shapes_column_width=40)
 
 
 def forward_flops_per_image(G, D, z):
@@ -257,7 +254,7 @@ def report(args, device, data, rates, mm):
     ema, step_seconds = ema_update_seconds(parts, device), args.batch_size / rates["kit default"]
     print(f"generator EMA update (in every kit step): {ema * 1e3:.2f} ms = {ema / step_seconds:.2%} of a step")
     print("\nwhere the kit's step spends its host time (top ops, by input shapes):")
-    host_time_by_op(loop, data, args.batch_size)
+    print(host_time_by_op(loop, data, args.batch_size))
 
 
 def main(argv=None):
