@@ -3,7 +3,8 @@ and the few helpers that train.py and sample.py share (device choice, checkpoint
 
 Importing this file runs nothing. The networks follow Radford et al. 2015 ("DCGAN"), sized for
 MNIST's native 28x28 pixels instead of the 64x64 that pytorch/examples resizes to: the same
-recipe at a sixth of the FLOPs per image.
+recipe at under a quarter of the FLOPs per image. Their 5x5 kernels are the DCGAN authors' own
+(pytorch/examples uses 4x4), and D is half as wide as G: measured better for the same cost (README).
 """
 
 import argparse
@@ -21,9 +22,10 @@ class Generator(nn.Module):
     labels, whose learned embedding (num_classes numbers per label) is joined to z.
     """
 
-    def __init__(self, *, nz=100, width=64, channels=1, num_classes=0):
+    def __init__(self, *, nz=100, width=64, channels=1, num_classes=0, kernel_size=5):
         super().__init__()
         self.nz, self.num_classes = nz, num_classes
+        k, pad, out_pad = kernel_size, (kernel_size - 1) // 2, kernel_size % 2  # 7 -> 14 -> 28 for k = 4 or 5
         # Left at PyTorch's N(0, 1) init (weights_init skips it): the same scale as z beside it.
         self.embed = nn.Embedding(num_classes, num_classes) if num_classes else None
         self.net = nn.Sequential(
@@ -32,11 +34,11 @@ class Generator(nn.Module):
             nn.BatchNorm2d(width * 4),
             nn.ReLU(inplace=True),
             # (N, 4w, 7, 7) -> (N, 2w, 14, 14)
-            nn.ConvTranspose2d(width * 4, width * 2, 4, 2, 1, bias=False),
+            nn.ConvTranspose2d(width * 4, width * 2, k, 2, pad, out_pad, bias=False),
             nn.BatchNorm2d(width * 2),
             nn.ReLU(inplace=True),
             # (N, 2w, 14, 14) -> (N, C, 28, 28); Tanh matches data scaled to [-1, 1]
-            nn.ConvTranspose2d(width * 2, channels, 4, 2, 1),
+            nn.ConvTranspose2d(width * 2, channels, k, 2, pad, out_pad),
             nn.Tanh(),
         )
 
@@ -57,16 +59,17 @@ class Discriminator(nn.Module):
     one. The kernels start at zero, so training starts from the unconditional DCGAN.
     """
 
-    def __init__(self, *, width=64, channels=1, num_classes=0):
+    def __init__(self, *, width=32, channels=1, num_classes=0, kernel_size=5):
         super().__init__()
         self.num_classes = num_classes
+        k, pad = kernel_size, (kernel_size - 1) // 2  # 28 -> 14 -> 7 for k = 4 or 5
         self.class_kernels = nn.Parameter(torch.zeros(num_classes, width * 2, 7, 7)) if num_classes else None
         self.net = nn.Sequential(
             # (N, C, 28, 28) -> (N, w, 14, 14); no BatchNorm on the input layer (DCGAN paper)
-            nn.Conv2d(channels, width, 4, 2, 1),
+            nn.Conv2d(channels, width, k, 2, pad),
             nn.LeakyReLU(0.2, inplace=True),
             # (N, w, 14, 14) -> (N, 2w, 7, 7); no bias where BatchNorm's shift follows
-            nn.Conv2d(width, width * 2, 4, 2, 1, bias=False),
+            nn.Conv2d(width, width * 2, k, 2, pad, bias=False),
             nn.BatchNorm2d(width * 2),
             nn.LeakyReLU(0.2, inplace=True),
             # (N, 2w, 7, 7) -> (N, 1, 1, 1): a 7x7 kernel sees the whole map
@@ -178,6 +181,10 @@ def save_checkpoint(checkpoint, path):
         torch.save(checkpoint, tmp)
 
 
+# What checkpoints from before a configuration key existed were trained with.
+CONFIG_BEFORE_KEYS = dict(num_classes=0, kernel_size=4)
+
+
 def load_checkpoint(path):
     """Load a checkpoint written by train.py onto the CPU, or raise a one-line UserError.
 
@@ -190,8 +197,10 @@ def load_checkpoint(path):
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a damaged file can fail in zip, pickle or tensor code
         raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__})") from None
-    if not isinstance(checkpoint, dict) or not {"config", "generator"} <= checkpoint.keys():
+    if (not isinstance(checkpoint, dict) or not {"config", "generator"} <= checkpoint.keys()
+            or not isinstance(checkpoint["config"], dict)):
         raise UserError(f"{path} is not a DCGAN kit checkpoint")
+    checkpoint["config"] = {**CONFIG_BEFORE_KEYS, **checkpoint["config"]}
     return checkpoint
 
 
@@ -210,7 +219,7 @@ def generator_from_checkpoint(checkpoint, ema=True):
     the moving average of them (train.py's AveragedModel) if `ema` and that is ema_ready."""
     config = checkpoint["config"]
     G = Generator(nz=config["nz"], width=config["g_width"], channels=config["channels"],
-                  num_classes=config.get("num_classes", 0))  # absent in checkpoints before --conditional
+                  num_classes=config["num_classes"], kernel_size=config["kernel_size"])
     weights = checkpoint["generator"]
     averaged = checkpoint.get("ema")  # AveragedModel's keys: "module." + G's, and its update count
     if ema and averaged and ema_ready(averaged["n_averaged"]):

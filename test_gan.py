@@ -94,9 +94,10 @@ def assert_same_training_state(path_a, path_b):
 # ---------------------------------------------------------------------------- networks
 
 
-def test_shapes_and_ranges():
+@pytest.mark.parametrize("kernel_size", [4, 5])
+def test_shapes_and_ranges(kernel_size):
     torch.manual_seed(0)
-    G, D = gan.Generator(nz=16, width=8), gan.Discriminator(width=8)
+    G, D = gan.Generator(nz=16, width=8, kernel_size=kernel_size), gan.Discriminator(width=8, kernel_size=kernel_size)
     images = G(torch.randn(64, 16))
     assert images.shape == (64, 1, 28, 28)
     assert images.min() >= -1 and images.max() <= 1
@@ -110,7 +111,10 @@ def test_default_sizes_are_dcgan():
     G, D = gan.Generator(), gan.Discriminator()
     assert G.nz == 100
     assert G(torch.randn(2, 100)).shape == (2, 1, 28, 28)
-    assert [m.out_channels for m in D.modules() if isinstance(m, torch.nn.Conv2d)] == [64, 128, 1]
+    assert [m.out_channels for m in G.modules() if isinstance(m, torch.nn.ConvTranspose2d)] == [256, 128, 1]
+    assert [m.out_channels for m in D.modules() if isinstance(m, torch.nn.Conv2d)] == [32, 64, 1]
+    strided = [m for m in [*G.modules(), *D.modules()] if getattr(m, "stride", None) == (2, 2)]
+    assert len(strided) == 4 and all(m.kernel_size == (5, 5) for m in strided)
     assert any(isinstance(m, torch.nn.LeakyReLU) and m.negative_slope == 0.2 for m in D.modules())
     assert not any(isinstance(m, torch.nn.Sigmoid) for m in D.modules())
 
@@ -191,12 +195,22 @@ def test_checkpoint_round_trip_gives_identical_samples(tmp_path):
     G.apply(gan.weights_init)
     G(torch.randn(32, 16))  # training-mode pass: moves the BatchNorm running statistics
     path = tmp_path / "c.pt"
-    gan.save_checkpoint({"config": dict(nz=16, g_width=8, d_width=8, channels=1),
+    gan.save_checkpoint({"config": dict(nz=16, g_width=8, d_width=8, channels=1, num_classes=0, kernel_size=5),
                          "generator": G.state_dict()}, path)
     G2 = gan.generator_from_checkpoint(gan.load_checkpoint(path))
     z = torch.randn(10, 16)
     assert torch.equal(gan.generate(G, z), gan.generate(G2, z))
     assert G.training, "generate() must restore training mode"
+
+
+def test_checkpoint_from_before_kernel_size_loads_as_4x4(tmp_path):
+    G = gan.Generator(nz=16, width=8, kernel_size=4)
+    path = tmp_path / "old.pt"
+    gan.save_checkpoint({"config": dict(nz=16, g_width=8, d_width=8, channels=1), "generator": G.state_dict()}, path)
+    G2 = gan.generator_from_checkpoint(gan.load_checkpoint(path))
+    assert G2.net[3].kernel_size == (4, 4)
+    z = torch.randn(4, 16)
+    assert torch.equal(gan.generate(G, z), gan.generate(G2, z))
 
 
 def test_atomic_path_keeps_old_file_on_failure(tmp_path):
@@ -323,7 +337,7 @@ def test_train_writes_grids_gif_log_and_checkpoint(trained):
     assert all(0 < float(r["d_x"]) < 1 and float(r["images_per_s"]) > 0 for r in rows)
     checkpoint = torch.load(trained / "checkpoint.pt", weights_only=True)
     assert checkpoint["epoch"] == 2 and checkpoint["step"] == 6
-    assert checkpoint["config"] == dict(nz=16, g_width=8, d_width=8, channels=1, num_classes=0)
+    assert checkpoint["config"] == dict(nz=16, g_width=8, d_width=8, channels=1, num_classes=0, kernel_size=5)
     assert not any("_orig_mod" in k for k in checkpoint["generator"])
     assert not [f for f in os.listdir(trained) if ".tmp" in f], "temporary files left behind"
 
@@ -562,6 +576,7 @@ def copy_mnist(mnist_root, tmp_path, truncate=False):
     ("resume without checkpoint", ["--resume"], "no checkpoint"),
     ("ema decay one", ["--ema-decay", "1"], "--ema-decay"),
     ("ema decay text", ["--ema-decay", "high"], "--ema-decay"),
+    ("kernel size 3", ["--kernel-size", "3"], "--kernel-size"),
     ("unwritable out", ["--out", "{blocker}/sub"], "cannot write"),
 ])
 def test_train_bad_input(case, argv, needle, mnist_root, tmp_path, capsys, monkeypatch):

@@ -3,17 +3,19 @@
     python benchmarks/throughput.py --data-root ../shared/data
     python benchmarks/throughput.py --device cuda --steps 200 --repeats 5
 
-Every row runs full training steps (D step + G step, optimizers included) on real MNIST batches
-with the same networks, all in this one run, and reports the median images/s over --repeats,
-each as a ratio to the first row:
+Every row runs full training steps (D step + G step, optimizers included) on real MNIST batches,
+all in this one run, and reports the median images/s over --repeats, each as a ratio to the
+first row:
   1. baseline: a DataLoader with per-image ToTensor/Normalize, .item() on every loss every
      step, the default memory layout and Adam's loop over parameters, as pytorch/examples'
-     dcgan/main.py trains;
+     dcgan/main.py trains; the kit's default networks;
   2. the kit's default path on this device (its real epoch loop: train.run_epoch);
-  3. the kit with --compile (compile time reported separately);
-  4. the kit with --amp on (CUDA and MPS only: bf16 autocast on a CPU without bf16 hardware is
+  3. the kit with pytorch/examples' sizes, 4x4 kernels and D as wide as G (its default before
+     5x5 kernels and a narrower D measured better): what the default recipe costs against it;
+  4. the kit with --compile (compile time reported separately);
+  5. the kit with --amp on (CUDA and MPS only: bf16 autocast on a CPU without bf16 hardware is
      ~25x slower than fp32).
-It also counts the FLOPs of one step (FlopCounterMode) and sets the achieved GFLOP/s against a
+It also counts the FLOPs of each row's step (FlopCounterMode) and sets the achieved GFLOP/s against a
 large matmul timed on the same device in the same repeats, times the kit's per-epoch extras
 (grid, GIF, checkpoint) as a share of an epoch and its EMA update as a share of a step, and
 profiles which ops take the kit step's time.
@@ -203,38 +205,49 @@ def epoch_extras_seconds(parts, kit, device):
         return time.perf_counter() - start
 
 
+# The kit's sizes before 5x5 kernels and a narrower D became the default: pytorch/examples' sizes.
+EXAMPLES_SIZES = ("--kernel-size", "4", "--d-width", "64")
+EXAMPLES_SIZES_ROW = "kit " + " ".join(EXAMPLES_SIZES)
+
+
 def measure(args, device):
+    """Each variant's median images/s and the FLOPs of one of its steps; the matmul rates."""
     data, _ = train.load_mnist(args.data_root, device)
-    rows = {"baseline (DataLoader, .item() per step)": baseline_runner(args, device, args.data_root),
-            "kit default": kit_runner(args, device, data)[0]}
+    kit, _, loop, _ = kit_runner(args, device, data)
+    examples_sizes, _, examples_loop, _ = kit_runner(args, device, data, *EXAMPLES_SIZES)
+    flops = step_flops(loop, data, args.batch_size)
+    rows = {"baseline (DataLoader, .item() per step)": (baseline_runner(args, device, args.data_root), flops),
+            "kit default": (kit, flops),
+            EXAMPLES_SIZES_ROW: (examples_sizes, step_flops(examples_loop, data, args.batch_size))}
     compile_start = time.perf_counter()
     compiled = kit_runner(args, device, data, "--compile")[0]
     compiled(args.warmup)  # the first calls compile
     print(f"compile + warmup: {time.perf_counter() - compile_start:.1f} s")
-    rows["kit --compile"] = compiled
+    rows["kit --compile"] = (compiled, flops)
     if device.type != "cpu":
-        rows["kit --amp on"] = kit_runner(args, device, data, "--amp", "on")[0]
-    for run in rows.values():
+        rows["kit --amp on"] = (kit_runner(args, device, data, "--amp", "on")[0], flops)
+    for run, _ in rows.values():
         run(args.warmup)
     rates = {name: [] for name in rows}
     dtypes = {"fp32": torch.float32, **({"bf16": torch.bfloat16} if device.type == "cuda" else {})}
     matmul = {name: [] for name in dtypes}
     for _ in range(args.repeats):  # interleaved, so drift in machine load hits every row alike
-        for name, run in rows.items():
+        for name, (run, _) in rows.items():
             rates[name].append(images_per_s(run, args.steps, device))
         for name, gflops in matmul.items():  # the ceiling too: this machine's load wanders
             gflops.append(matmul_gflops(device, dtypes[name], 2048 if device.type == "cpu" else 8192))
-    return (data, {name: statistics.median(r) for name, r in rates.items()},
+    return (data, {name: (statistics.median(rates[name]), flops) for name, (_, flops) in rows.items()},
             {name: statistics.median(g) for name, g in matmul.items()})
 
 
-def report(args, device, data, rates, mm):
+def report(args, device, data, rows, mm):
     _, parts, loop, kit = kit_runner(args, device, data)
-    flops = step_flops(loop, data, args.batch_size)
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"{device.type}, {torch.get_num_threads()} threads"
     print(f"\ndevice: {name}; torch {torch.__version__}; batch {args.batch_size}; "
           f"median of {args.repeats} x {args.steps} steps")
-    print(f"one training step: {flops / 1e9:.1f} GFLOP ({flops / args.batch_size / 1e6:.0f} MFLOP per image)")
+    flops, examples_sizes_flops = rows["kit default"][1], rows[EXAMPLES_SIZES_ROW][1]
+    print(f"one training step: {flops / 1e9:.1f} GFLOP ({flops / args.batch_size / 1e6:.0f} MFLOP per image); "
+          f"with {' '.join(EXAMPLES_SIZES)}: {examples_sizes_flops / 1e9:.1f} GFLOP")
     kit_fwd = forward_flops_per_image(parts["generator"], parts["discriminator"], torch.randn(2, kit.nz, device=device))
     G64, D64 = examples_64px_networks()
     examples_fwd = forward_flops_per_image(G64, D64, torch.randn(2, 100, 1, 1))
@@ -242,16 +255,16 @@ def report(args, device, data, rates, mm):
           f"{examples_fwd / 1e6:.0f} MFLOP: {examples_fwd / kit_fwd:.1f}x the work")
     print("matmul (best of 10, median over the repeats): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in mm.items()))
     print(f"\n{'variant':42} {'images/s':>9} {'ratio':>7} {'GFLOP/s':>8} {'of fp32 mm':>10}")
-    first = next(iter(rates.values()))
-    for variant, rate in rates.items():
+    first = next(iter(rows.values()))[0]
+    for variant, (rate, flops) in rows.items():
         achieved = rate / args.batch_size * flops / 1e9
         print(f"{variant:42} {rate:9.0f} {rate / first:6.2f}x {achieved:8.0f} {achieved / mm['fp32']:9.0%}")
     steps_per_epoch = math.ceil(60000 / args.batch_size)
     extras = epoch_extras_seconds(parts, kit, device)
-    epoch_seconds = steps_per_epoch * args.batch_size / rates["kit default"]
+    epoch_seconds = steps_per_epoch * args.batch_size / rows["kit default"][0]
     print(f"\nper-epoch grid + GIF + checkpoint: {extras:.2f} s = {extras / epoch_seconds:.2%} of an epoch "
           f"({epoch_seconds:.0f} s of steps at the kit's default rate)")
-    ema, step_seconds = ema_update_seconds(parts, device), args.batch_size / rates["kit default"]
+    ema, step_seconds = ema_update_seconds(parts, device), args.batch_size / rows["kit default"][0]
     print(f"generator EMA update (in every kit step): {ema * 1e3:.2f} ms = {ema / step_seconds:.2%} of a step")
     print("\nwhere the kit's step spends its host time (top ops, by input shapes):")
     print(host_time_by_op(loop, data, args.batch_size))
