@@ -15,10 +15,10 @@ first row:
   4. the kit with --compile (compile time reported separately);
   5. the kit with --amp on (CUDA and MPS only: bf16 autocast on a CPU without bf16 hardware is
      ~25x slower than fp32).
-It also counts the FLOPs of each row's step (FlopCounterMode) and sets the achieved GFLOP/s against a
-large matmul timed on the same device in the same repeats, times the kit's per-epoch extras
-(grid, GIF, checkpoint) as a share of an epoch and its EMA update as a share of a step, and
-profiles which ops take the kit step's time.
+It also counts the FLOPs of each row's step (FlopCounterMode) and sets the achieved GFLOP/s
+against a large matmul timed on the same device in the same repeats, times the kit's per-epoch
+extras (grid, GIF, checkpoint) as a share of an epoch and its EMA update as a share of a step,
+and profiles which ops take the kit step's time.
 """
 
 import contextlib
