@@ -6,6 +6,7 @@ The end-to-end tests write small MNIST-format IDX files into a temporary folder,
 torchvision's own MNIST loader runs exactly as it does on the real data.
 """
 
+import copy
 import csv
 import json
 import os
@@ -111,7 +112,8 @@ def test_default_sizes_are_dcgan():
     G, D = gan.Generator(), gan.Discriminator()
     assert G.nz == 100
     assert G(torch.randn(2, 100)).shape == (2, 1, 28, 28)
-    assert [m.out_channels for m in G.modules() if isinstance(m, torch.nn.ConvTranspose2d)] == [256, 128, 1]
+    assert (G.project.in_features, G.project.out_features) == (100, 256 * 7 * 7)  # then 7x7 maps
+    assert [m.out_channels for m in G.modules() if isinstance(m, torch.nn.ConvTranspose2d)] == [128, 1]
     assert [m.out_channels for m in D.modules() if isinstance(m, torch.nn.Conv2d)] == [32, 64, 1]
     strided = [m for m in [*G.modules(), *D.modules()] if getattr(m, "stride", None) == (2, 2)]
     assert len(strided) == 4 and all(m.kernel_size == (5, 5) for m in strided)
@@ -125,7 +127,7 @@ def test_weights_init_statistics():
     G.apply(gan.weights_init)
     D.apply(gan.weights_init)
     for m in [*G.modules(), *D.modules()]:
-        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)):
             if m.weight.numel() > 1000:  # enough values for the statistics to be tight
                 assert abs(m.weight.mean().item()) < 0.002
                 assert abs(m.weight.std().item() - 0.02) < 0.002
@@ -211,6 +213,46 @@ def test_checkpoint_from_before_kernel_size_loads_as_4x4(tmp_path):
     assert G2.net[3].kernel_size == (4, 4)
     z = torch.randn(4, 16)
     assert torch.equal(gan.generate(G, z), gan.generate(G2, z))
+
+
+def as_convolution(checkpoint):
+    """A checkpoint in the layout from before G.project was an nn.Linear: a ConvTranspose2d
+    "net.0" on a 1x1 input, weight (nz, 4w, 7, 7), in G's weights, their average and Adam's moments."""
+    def conv(weight):
+        return weight.T.unflatten(1, (-1, 7, 7)).contiguous()
+
+    old = copy.deepcopy(checkpoint)
+    old["generator"]["net.0.weight"] = conv(old["generator"].pop("project.weight"))
+    if "ema" in old:
+        old["ema"]["module.net.0.weight"] = conv(old["ema"].pop("module.project.weight"))
+        moments = old["opt_g"]["state"][0]
+        moments.update({name: conv(moments[name]) for name in ("exp_avg", "exp_avg_sq")})
+    return old
+
+
+def test_checkpoint_from_before_the_linear_projection_gives_identical_samples(tmp_path):
+    torch.manual_seed(0)
+    G = gan.Generator(nz=16, width=8)
+    G.apply(gan.weights_init)
+    G(torch.randn(32, 16))  # moves the BatchNorm running statistics
+    old = as_convolution({"config": dict(nz=16, g_width=8, d_width=8, channels=1, num_classes=0, kernel_size=5),
+                          "generator": G.state_dict()})
+    assert old["generator"]["net.0.weight"].shape == (16, 32, 7, 7)
+    z = torch.randn(8, 16)
+    convolution = torch.nn.ConvTranspose2d(16, 32, 7, bias=False)  # what net.0 computed
+    convolution.weight.data = old["generator"]["net.0.weight"]
+    assert torch.allclose(convolution(z[:, :, None, None]).flatten(1), G.project(z), atol=1e-6)
+    gan.save_checkpoint(old, tmp_path / "old.pt")
+    G2 = gan.generator_from_checkpoint(gan.load_checkpoint(tmp_path / "old.pt"))
+    assert torch.equal(gan.generate(G, z), gan.generate(G2, z))
+
+
+def test_resume_from_before_the_linear_projection_matches_straight_run(mnist_root, tmp_path, trained):
+    run_train(mnist_root, tmp_path, "--epochs", "1")
+    path = tmp_path / "checkpoint.pt"
+    gan.save_checkpoint(as_convolution(torch.load(path, weights_only=True)), path)
+    run_train(mnist_root, tmp_path, "--epochs", "2", "--resume")
+    assert_same_training_state(trained / "checkpoint.pt", path)
 
 
 def test_atomic_path_keeps_old_file_on_failure(tmp_path):
