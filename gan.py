@@ -31,7 +31,7 @@ class Generator(nn.Module):
         self.embed = nn.Embedding(num_classes, num_classes) if num_classes else None
         # (N, nz [+ classes]) -> (N, 4w * 7 * 7): the DCGAN paper's "projection", a matrix product
         # whose result net reshapes to 7x7 maps. (As a ConvTranspose2d on a 1x1 input, which is the
-        # same product, oneDNN took 5x as long: 7% of a CPU step. Older checkpoints: load_checkpoint.)
+        # same product, oneDNN took 4x as long: 7% of a CPU step. Older checkpoints: load_checkpoint.)
         self.project = nn.Linear(nz + num_classes, width * 4 * 7 * 7, bias=False)
         self.net = nn.Sequential(
             nn.Unflatten(1, (width * 4, 7, 7)),  # (N, 4w * 7 * 7) -> (N, 4w, 7, 7)

@@ -225,7 +225,8 @@ def as_convolution(checkpoint):
     old["generator"]["net.0.weight"] = conv(old["generator"].pop("project.weight"))
     if "ema" in old:
         old["ema"]["module.net.0.weight"] = conv(old["ema"].pop("module.project.weight"))
-        moments = old["opt_g"]["state"][0]
+        names = [name for name, _ in gan.generator_from_checkpoint(checkpoint).named_parameters()]
+        moments = old["opt_g"]["state"][names.index("project.weight")]  # Adam numbers them in this order
         moments.update({name: conv(moments[name]) for name in ("exp_avg", "exp_avg_sq")})
     return old
 
@@ -245,6 +246,13 @@ def test_checkpoint_from_before_the_linear_projection_gives_identical_samples(tm
     gan.save_checkpoint(old, tmp_path / "old.pt")
     G2 = gan.generator_from_checkpoint(gan.load_checkpoint(tmp_path / "old.pt"))
     assert torch.equal(gan.generate(G, z), gan.generate(G2, z))
+
+
+@pytest.mark.parametrize("run", ["trained", "trained_conditional"])
+def test_checkpoint_from_before_the_linear_projection_loads_as_the_current_one(run, request, tmp_path):
+    path = request.getfixturevalue(run) / "checkpoint.pt"
+    gan.save_checkpoint(as_convolution(torch.load(path, weights_only=True)), tmp_path / "old.pt")
+    assert states_equal(gan.load_checkpoint(tmp_path / "old.pt"), gan.load_checkpoint(path))
 
 
 def test_resume_from_before_the_linear_projection_matches_straight_run(mnist_root, tmp_path, trained):
