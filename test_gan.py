@@ -225,6 +225,7 @@ def as_convolution(checkpoint):
     old["generator"]["net.0.weight"] = conv(old["generator"].pop("project.weight"))
     if "ema" in old:
         old["ema"]["module.net.0.weight"] = conv(old["ema"].pop("module.project.weight"))
+    if "opt_g" in old:
         names = [name for name, _ in gan.generator_from_checkpoint(checkpoint).named_parameters()]
         moments = old["opt_g"]["state"][names.index("project.weight")]  # Adam numbers them in this order
         moments.update({name: conv(moments[name]) for name in ("exp_avg", "exp_avg_sq")})

@@ -211,13 +211,14 @@ EXAMPLES_SIZES_ROW = "kit " + " ".join(EXAMPLES_SIZES)
 
 
 def measure(args, device):
-    """Each variant's median images/s and the FLOPs of one of its steps; the matmul rates."""
+    """The data; the kit default's runner (run, parts, loop, kit), which report() goes on using;
+    each variant's median images/s and the FLOPs of one of its steps; the matmul rates."""
     data, _ = train.load_mnist(args.data_root, device)
-    kit, _, loop, _ = kit_runner(args, device, data)
+    default = kit_runner(args, device, data)
     examples_sizes, _, examples_loop, _ = kit_runner(args, device, data, *EXAMPLES_SIZES)
-    flops = step_flops(loop, data, args.batch_size)
+    flops = step_flops(default[2], data, args.batch_size)
     rows = {"baseline (DataLoader, .item() per step)": (baseline_runner(args, device, args.data_root), flops),
-            "kit default": (kit, flops),
+            "kit default": (default[0], flops),
             EXAMPLES_SIZES_ROW: (examples_sizes, step_flops(examples_loop, data, args.batch_size))}
     compile_start = time.perf_counter()
     compiled = kit_runner(args, device, data, "--compile")[0]
@@ -236,12 +237,12 @@ def measure(args, device):
             rates[name].append(images_per_s(run, args.steps, device))
         for name, gflops in matmul.items():  # the ceiling too: this machine's load wanders
             gflops.append(matmul_gflops(device, dtypes[name], 2048 if device.type == "cpu" else 8192))
-    return (data, {name: (statistics.median(rates[name]), flops) for name, (_, flops) in rows.items()},
+    return (data, default, {name: (statistics.median(rates[name]), flops) for name, (_, flops) in rows.items()},
             {name: statistics.median(g) for name, g in matmul.items()})
 
 
-def report(args, device, data, rows, mm):
-    _, parts, loop, kit = kit_runner(args, device, data)
+def report(args, device, data, default, rows, mm):
+    _, parts, loop, kit = default
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"{device.type}, {torch.get_num_threads()} threads"
     print(f"\ndevice: {name}; torch {torch.__version__}; batch {args.batch_size}; "
           f"median of {args.repeats} x {args.steps} steps")
