@@ -211,14 +211,15 @@ EXAMPLES_SIZES_ROW = "kit " + " ".join(EXAMPLES_SIZES)
 
 
 def measure(args, device):
-    """The data; the kit default's runner (run, parts, loop, kit), which report() goes on using;
+    """The data; kit_runner's (run, parts, loop, kit) for the default, which report() goes on using;
     each variant's median images/s and the FLOPs of one of its steps; the matmul rates."""
     data, _ = train.load_mnist(args.data_root, device)
     default = kit_runner(args, device, data)
+    run_default, _, loop, _ = default
     examples_sizes, _, examples_loop, _ = kit_runner(args, device, data, *EXAMPLES_SIZES)
-    flops = step_flops(default[2], data, args.batch_size)
+    flops = step_flops(loop, data, args.batch_size)
     rows = {"baseline (DataLoader, .item() per step)": (baseline_runner(args, device, args.data_root), flops),
-            "kit default": (default[0], flops),
+            "kit default": (run_default, flops),
             EXAMPLES_SIZES_ROW: (examples_sizes, step_flops(examples_loop, data, args.batch_size))}
     compile_start = time.perf_counter()
     compiled = kit_runner(args, device, data, "--compile")[0]
