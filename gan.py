@@ -31,7 +31,7 @@ class Generator(nn.Module):
         self.embed = nn.Embedding(num_classes, num_classes) if num_classes else None
         # (N, nz [+ classes]) -> (N, 4w * 7 * 7): the DCGAN paper's "projection", a matrix product
         # whose result net reshapes to 7x7 maps. (As a ConvTranspose2d on a 1x1 input, which is the
-        # same product, oneDNN took 4x as long: 7% of a CPU step. Older checkpoints: load_checkpoint.)
+        # same product, oneDNN took 4x as long: 7% of a CPU step.)
         self.project = nn.Linear(nz + num_classes, width * 4 * 7 * 7, bias=False)
         self.net = nn.Sequential(
             nn.Unflatten(1, (width * 4, 7, 7)),  # (N, 4w * 7 * 7) -> (N, 4w, 7, 7)
@@ -185,8 +185,8 @@ def save_checkpoint(checkpoint, path):
         torch.save(checkpoint, tmp)
 
 
-# What checkpoints from before a configuration key existed were trained with.
-CONFIG_BEFORE_KEYS = dict(num_classes=0, kernel_size=4)
+# The layout of train.py's checkpoint.pt; a file of another layout is refused, not converted.
+CHECKPOINT_FORMAT = 2
 
 
 def load_checkpoint(path):
@@ -204,28 +204,10 @@ def load_checkpoint(path):
     if (not isinstance(checkpoint, dict) or not {"config", "generator"} <= checkpoint.keys()
             or not all(isinstance(checkpoint[key], dict) for key in ("config", "generator"))):
         raise UserError(f"{path} is not a DCGAN kit checkpoint")
-    checkpoint["config"] = {**CONFIG_BEFORE_KEYS, **checkpoint["config"]}
-    upgrade_projection(checkpoint)
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"{path} was written by another version of the kit (checkpoint format "
+                        f"{checkpoint.get('format', 1)}, this one reads {CHECKPOINT_FORMAT}): train a new one")
     return checkpoint
-
-
-def upgrade_projection(checkpoint):
-    """Checkpoints from before G.project was an nn.Linear hold it as net.0, a ConvTranspose2d whose
-    weight (nz, 4w, 7, 7) is the Linear's (4w * 7 * 7, nz) weight transposed. Move it, its moving
-    average and its Adam moments into the Linear's layout, so such a checkpoint samples and resumes."""
-    def as_linear(weight):
-        return weight.flatten(1).T.contiguous()
-
-    if getattr(checkpoint["generator"].get("net.0.weight"), "ndim", 0) != 4:
-        return  # a checkpoint of the current layout, or one that loading will refuse
-    for weights, prefix in ((checkpoint["generator"], ""), (checkpoint.get("ema") or {}, "module.")):
-        if prefix + "net.0.weight" in weights:
-            weights[prefix + "project.weight"] = as_linear(weights.pop(prefix + "net.0.weight"))
-    index = 1 if checkpoint["config"]["num_classes"] else 0  # in G.parameters(), after the embedding
-    moments = checkpoint.get("opt_g", {}).get("state", {}).get(index, {})
-    for name in ("exp_avg", "exp_avg_sq"):
-        if name in moments:
-            moments[name] = as_linear(moments[name])
 
 
 # The moving average of G's weights is the default only once it has averaged enough steps:
@@ -233,21 +215,20 @@ def upgrade_projection(checkpoint):
 EMA_AFTER_STEPS = 4690
 
 
-def ema_ready(n_averaged):
-    """Whether a moving average of `n_averaged` updates is the better generator to draw from."""
-    return n_averaged >= EMA_AFTER_STEPS
+def ema_ready(steps):
+    """Whether a moving average of `steps` updates (one per training step) is the better generator."""
+    return steps >= EMA_AFTER_STEPS
 
 
 def generator_from_checkpoint(checkpoint, ema=True):
     """Rebuild the generator from the sizes stored in the checkpoint, then load its weights:
-    the moving average of them (train.py's AveragedModel) if `ema` and that is ema_ready."""
+    the moving average of them (train.py's update_average) if `ema` and that is ema_ready."""
     config = checkpoint["config"]
     G = Generator(nz=config["nz"], width=config["g_width"], channels=config["channels"],
                   num_classes=config["num_classes"], kernel_size=config["kernel_size"])
     weights = checkpoint["generator"]
-    averaged = checkpoint.get("ema")  # AveragedModel's keys: "module." + G's, and its update count
-    if ema and averaged and ema_ready(averaged["n_averaged"]):
-        weights = {k.removeprefix("module."): v for k, v in averaged.items() if k != "n_averaged"}
+    if ema and checkpoint.get("ema") and ema_ready(checkpoint["step"]):
+        weights = checkpoint["ema"]
     try:
         G.load_state_dict(weights)
     except (RuntimeError, TypeError) as e:

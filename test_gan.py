@@ -9,6 +9,7 @@ torchvision's own MNIST loader runs exactly as it does on the real data.
 import copy
 import csv
 import json
+import math
 import os
 import signal
 import struct
@@ -21,7 +22,6 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from PIL import Image
-from torch.optim.swa_utils import AveragedModel
 from torchvision.transforms.functional import pil_to_tensor
 
 import evaluate
@@ -88,7 +88,7 @@ def states_equal(a, b):
 def assert_same_training_state(path_a, path_b):
     a = torch.load(path_a, weights_only=True)
     b = torch.load(path_b, weights_only=True)
-    for key in ("generator", "discriminator", "opt_g", "opt_d", "ema", "rng", "epoch", "step"):
+    for key in ("generator", "discriminator", "opt_g", "opt_d", "scaler", "ema", "rng", "epoch", "step"):
         assert states_equal(a[key], b[key]), f"{key} differs"
 
 
@@ -170,10 +170,9 @@ def test_train_step_changes_both_networks():
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    ema = AveragedModel(G, multi_avg_fn=train.warmed_up_ema(0.999), use_buffers=True)
     real = torch.rand(16, 1, 28, 28) * 2 - 1
     for _ in range(3):
-        stats = train.train_step(G, D, opt_g, opt_d, scaler, real, None, nullcontext(), ema)
+        stats = train.train_step(G, D, opt_g, opt_d, scaler, real, None, nullcontext(), copy.deepcopy(G), 0.99)
     assert stats.shape == (4,) and torch.isfinite(stats).all()
     assert 0 < stats[2] < 1 and 0 < stats[3] < 1  # D(x), D(G(z)) are probabilities
     after = list((*G.parameters(), *D.parameters()))
@@ -183,12 +182,18 @@ def test_train_step_changes_both_networks():
     assert all(p.requires_grad for p in D.parameters()), "D left frozen after the G step"
 
 
-def test_amp_policy():
+def test_amp_policy(monkeypatch):
     assert train.amp_dtype(torch.device("cpu"), "auto") is None  # never on by default on the CPU
-    assert train.amp_dtype(torch.device("cpu"), "on") == torch.bfloat16
     assert train.amp_dtype(torch.device("mps"), "auto") is None
-    assert train.amp_dtype(torch.device("mps"), "on") == torch.float16
-    assert train.amp_dtype(torch.device("cuda"), "off") is None
+    for device in ("cpu", "mps", "cuda"):
+        assert train.amp_dtype(torch.device(device), "off") is None
+        assert train.amp_dtype(torch.device(device), "fp16") == torch.float16
+    assert train.amp_dtype(torch.device("cpu"), "bf16") == torch.bfloat16
+    for has_bf16, dtype in ((True, torch.bfloat16), (False, torch.float16)):  # auto on CUDA
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: has_bf16)
+        assert train.amp_dtype(torch.device("cuda"), "auto") == dtype
+    with pytest.raises(gan.UserError, match="no bf16"):  # False still patched in: an older card
+        train.amp_dtype(torch.device("cuda"), "bf16")
 
 
 def test_checkpoint_round_trip_gives_identical_samples(tmp_path):
@@ -197,71 +202,22 @@ def test_checkpoint_round_trip_gives_identical_samples(tmp_path):
     G.apply(gan.weights_init)
     G(torch.randn(32, 16))  # training-mode pass: moves the BatchNorm running statistics
     path = tmp_path / "c.pt"
-    gan.save_checkpoint({"config": dict(nz=16, g_width=8, d_width=8, channels=1, num_classes=0, kernel_size=5),
-                         "generator": G.state_dict()}, path)
+    gan.save_checkpoint({"format": gan.CHECKPOINT_FORMAT, "step": 0, "generator": G.state_dict(),
+                         "config": dict(nz=16, g_width=8, d_width=8, channels=1, num_classes=0, kernel_size=5)}, path)
     G2 = gan.generator_from_checkpoint(gan.load_checkpoint(path))
     z = torch.randn(10, 16)
     assert torch.equal(gan.generate(G, z), gan.generate(G2, z))
     assert G.training, "generate() must restore training mode"
 
 
-def test_checkpoint_from_before_kernel_size_loads_as_4x4(tmp_path):
-    G = gan.Generator(nz=16, width=8, kernel_size=4)
-    path = tmp_path / "old.pt"
-    gan.save_checkpoint({"config": dict(nz=16, g_width=8, d_width=8, channels=1), "generator": G.state_dict()}, path)
-    G2 = gan.generator_from_checkpoint(gan.load_checkpoint(path))
-    assert G2.net[3].kernel_size == (4, 4)
-    z = torch.randn(4, 16)
-    assert torch.equal(gan.generate(G, z), gan.generate(G2, z))
-
-
-def as_convolution(checkpoint):
-    """A checkpoint in the layout from before G.project was an nn.Linear: a ConvTranspose2d
-    "net.0" on a 1x1 input, weight (nz, 4w, 7, 7), in G's weights, their average and Adam's moments."""
-    def conv(weight):
-        return weight.T.unflatten(1, (-1, 7, 7)).contiguous()
-
-    old = copy.deepcopy(checkpoint)
-    old["generator"]["net.0.weight"] = conv(old["generator"].pop("project.weight"))
-    if "ema" in old:
-        old["ema"]["module.net.0.weight"] = conv(old["ema"].pop("module.project.weight"))
-    if "opt_g" in old:
-        names = [name for name, _ in gan.generator_from_checkpoint(checkpoint).named_parameters()]
-        moments = old["opt_g"]["state"][names.index("project.weight")]  # Adam numbers them in this order
-        moments.update({name: conv(moments[name]) for name in ("exp_avg", "exp_avg_sq")})
-    return old
-
-
-def test_checkpoint_from_before_the_linear_projection_gives_identical_samples(tmp_path):
-    torch.manual_seed(0)
-    G = gan.Generator(nz=16, width=8)
-    G.apply(gan.weights_init)
-    G(torch.randn(32, 16))  # moves the BatchNorm running statistics
-    old = as_convolution({"config": dict(nz=16, g_width=8, d_width=8, channels=1, num_classes=0, kernel_size=5),
-                          "generator": G.state_dict()})
-    assert old["generator"]["net.0.weight"].shape == (16, 32, 7, 7)
-    z = torch.randn(8, 16)
-    convolution = torch.nn.ConvTranspose2d(16, 32, 7, bias=False)  # what net.0 computed
-    convolution.weight.data = old["generator"]["net.0.weight"]
-    assert torch.allclose(convolution(z[:, :, None, None]).flatten(1), G.project(z), atol=1e-6)
-    gan.save_checkpoint(old, tmp_path / "old.pt")
-    G2 = gan.generator_from_checkpoint(gan.load_checkpoint(tmp_path / "old.pt"))
-    assert torch.equal(gan.generate(G, z), gan.generate(G2, z))
-
-
-@pytest.mark.parametrize("run", ["trained", "trained_conditional"])
-def test_checkpoint_from_before_the_linear_projection_loads_as_the_current_one(run, request, tmp_path):
-    path = request.getfixturevalue(run) / "checkpoint.pt"
-    gan.save_checkpoint(as_convolution(torch.load(path, weights_only=True)), tmp_path / "old.pt")
-    assert states_equal(gan.load_checkpoint(tmp_path / "old.pt"), gan.load_checkpoint(path))
-
-
-def test_resume_from_before_the_linear_projection_matches_straight_run(mnist_root, tmp_path, trained):
-    run_train(mnist_root, tmp_path, "--epochs", "1")
-    path = tmp_path / "checkpoint.pt"
-    gan.save_checkpoint(as_convolution(torch.load(path, weights_only=True)), path)
-    run_train(mnist_root, tmp_path, "--epochs", "2", "--resume")
-    assert_same_training_state(trained / "checkpoint.pt", path)
+def test_checkpoint_of_another_format_is_refused(trained, tmp_path, capsys):
+    checkpoint = torch.load(trained / "checkpoint.pt", weights_only=True)
+    for name, change in (("old", lambda c: c.pop("format")), ("future", lambda c: c.update(format=3))):
+        change(checkpoint)
+        gan.save_checkpoint(checkpoint, tmp_path / f"{name}.pt")
+        err = expect_exit_2(capsys, sample.main, ["--checkpoint", str(tmp_path / f"{name}.pt"), "--out", str(tmp_path / "g.png")])
+        assert "another version of the kit" in err
+    assert not (tmp_path / "g.png").exists()
 
 
 def test_atomic_path_keeps_old_file_on_failure(tmp_path):
@@ -308,10 +264,10 @@ def test_conditional_gan_follows_the_label():
     opt_g = torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0.5, 0.999))
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    ema = AveragedModel(G, multi_avg_fn=train.warmed_up_ema(0.999), use_buffers=True)
+    ema = copy.deepcopy(G)
     for _ in range(100):
         batch = torch.randint(0, len(images), (64,))
-        train.train_step(G, D, opt_g, opt_d, scaler, images[batch], labels[batch], nullcontext(), ema)
+        train.train_step(G, D, opt_g, opt_d, scaler, images[batch], labels[batch], nullcontext(), ema, 0.99)
     asked = torch.arange(200) % 10
     rows = gan.generate(G, torch.randn(200, 16), asked)[:, 0].mean(2)  # (200, 28) row brightness
     bar = torch.stack([rows[:, 4 + 2 * k:6 + 2 * k].mean(1) for k in range(10)], dim=1)  # (200, 10)
@@ -329,17 +285,28 @@ def test_ema_lags_the_weights_and_moves_toward_them():
     D.apply(gan.weights_init)
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    ema = AveragedModel(G, multi_avg_fn=train.warmed_up_ema(0.999), use_buffers=True)
+    ema = copy.deepcopy(G)
     real = torch.rand(16, 1, 28, 28) * 2 - 1
     for _ in range(5):
         train.train_step(G, D, opt_g, opt_d, torch.amp.GradScaler("cpu", enabled=False), real, None,
-                         nullcontext(), ema)
-    gap = (flat_weights(ema.module) - flat_weights(G)).norm()
+                         nullcontext(), ema, 0.9)
+    gap = (flat_weights(ema) - flat_weights(G)).norm()
     assert gap > 0, "the average equals the raw weights"
-    ema.update_parameters(G)  # one more update with G held still: the average closes in
-    assert (flat_weights(ema.module) - flat_weights(G)).norm() < gap
-    averaged_mean = ema.module.net[1].running_mean  # BatchNorm statistics are averaged too
+    train.update_average(ema, G, 0.9)  # one more update with G held still: the average closes in
+    assert (flat_weights(ema) - flat_weights(G)).norm() < gap
+    averaged_mean = ema.net[1].running_mean  # BatchNorm statistics are averaged too
     assert not torch.equal(averaged_mean, G.net[1].running_mean) and averaged_mean.abs().sum() > 0
+
+
+def test_update_average_is_the_exponential_moving_average():
+    torch.manual_seed(0)
+    average, G = gan.Generator(nz=16, width=8), gan.Generator(nz=16, width=8)
+    G(torch.randn(8, 16))  # moves G's BatchNorm statistics and batch count away from the average's
+    before = copy.deepcopy(average.state_dict())
+    train.update_average(average, G, 0.75)
+    for name, new in G.state_dict().items():
+        expected = 0.75 * before[name] + 0.25 * new if new.is_floating_point() else new
+        assert torch.allclose(average.state_dict()[name], expected, atol=1e-7), name
 
 
 def test_ema_warm_up_forgets_the_init_within_one_epoch():
@@ -347,21 +314,20 @@ def test_ema_warm_up_forgets_the_init_within_one_epoch():
     weights must be under 1%, where a fixed decay of 0.999 would keep 63% of them."""
     weight = torch.nn.Linear(1, 1, bias=False)
     torch.nn.init.zeros_(weight.weight)
-    ema = AveragedModel(weight, multi_avg_fn=train.warmed_up_ema(0.999))
-    ema.update_parameters(weight)  # the first update copies: the average starts at 0
+    ema = copy.deepcopy(weight)  # the average starts at the initial weight, 0
     torch.nn.init.ones_(weight.weight)  # then the weights jump to 1 and stay there
-    for _ in range(468):
-        ema.update_parameters(weight)
-    assert 0 <= 1 - ema.module.weight.item() < 0.01  # left of the init; a fixed 0.999 would leave 63%
+    for step in range(469):
+        train.update_average(ema, weight, train.warmed_up_decay(step, 0.999))
+    assert 0 <= 1 - ema.weight.item() < 0.01  # left of the init; a fixed 0.999 would leave 63%
 
 
 def test_checkpoint_keeps_the_ema_and_sampling_uses_it(trained, tmp_path, monkeypatch):
     checkpoint = gan.load_checkpoint(trained / "checkpoint.pt")
-    assert checkpoint["ema"]["n_averaged"] == 6  # one update per step
+    assert checkpoint["step"] == 6 and checkpoint["ema"].keys() == checkpoint["generator"].keys()
     raw = gan.generator_from_checkpoint(checkpoint, ema=False)
     z = torch.randn(1, 16, generator=torch.Generator().manual_seed(0))  # sample.py's noise for --seed 0
     assert torch.equal(gan.generate(gan.generator_from_checkpoint(checkpoint), z), gan.generate(raw, z))
-    monkeypatch.setattr(gan, "EMA_AFTER_STEPS", 6)  # from here on, 6 updates are enough
+    monkeypatch.setattr(gan, "EMA_AFTER_STEPS", 6)  # from here on, 6 steps are enough
     averaged = gan.generator_from_checkpoint(checkpoint)
     assert not torch.equal(gan.generate(averaged, z), gan.generate(raw, z))
     for flag, G in (([], averaged), (["--no-ema"], raw)):  # once ready, the average is the default
@@ -396,9 +362,9 @@ def test_train_writes_grids_gif_log_and_checkpoint(trained):
 def test_grids_draw_from_the_ema_once_ready(trained, monkeypatch):
     checkpoint = gan.load_checkpoint(trained / "checkpoint.pt")
     _, parts, _, _ = train.build(train.parse_args(TINY), torch.device("cpu"), checkpoint)
-    assert train.grid_generator(parts) is parts["generator"]  # 6 updates: too few
+    assert train.grid_generator(parts, 6) is parts["generator"]  # 6 steps: too few
     monkeypatch.setattr(gan, "EMA_AFTER_STEPS", 6)
-    assert train.grid_generator(parts) is parts["ema"].module
+    assert train.grid_generator(parts, 6) is parts["ema"]
 
 
 def test_same_seed_same_weights(mnist_root, tmp_path, trained):
@@ -414,7 +380,17 @@ def test_resume_at_epoch_boundary_matches_straight_run(mnist_root, tmp_path, tra
         assert gif.n_frames == 2
 
 
-def test_interrupt_saves_and_resume_matches_straight_run(mnist_root, tmp_path, trained, monkeypatch, capsys):
+@pytest.fixture(scope="session")
+def trained_fp16(mnist_root, tmp_path_factory):
+    """The `trained` run again under fp16 autocast with a GradScaler, which the CPU runs too."""
+    out = tmp_path_factory.mktemp("run_fp16")
+    run_train(mnist_root, out, "--epochs", "2", "--amp", "fp16")
+    return out
+
+
+@pytest.mark.parametrize("amp, straight", [("off", "trained"), ("fp16", "trained_fp16")])
+def test_interrupt_saves_and_resume_matches_straight_run(amp, straight, mnist_root, tmp_path, request, monkeypatch,
+                                                         capsys):
     calls = []
 
     def step_then_ctrl_c(**kwargs):
@@ -425,16 +401,79 @@ def test_interrupt_saves_and_resume_matches_straight_run(mnist_root, tmp_path, t
 
     real_step = train.train_step
     monkeypatch.setattr(train, "train_step", step_then_ctrl_c)
-    run_train(mnist_root, tmp_path, "--epochs", "2")  # returns normally: exit code 0
+    run_train(mnist_root, tmp_path, "--epochs", "2", "--amp", amp)  # returns normally: exit code 0
     assert "--resume" in capsys.readouterr().out
     stopped = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert (stopped["epoch"], stopped["step"]) == (1, 5)
 
     monkeypatch.setattr(train, "train_step", real_step)
-    run_train(mnist_root, tmp_path, "--epochs", "2", "--resume")
-    assert_same_training_state(trained / "checkpoint.pt", tmp_path / "checkpoint.pt")
+    run_train(mnist_root, tmp_path, "--epochs", "2", "--resume", "--amp", amp)
+    assert_same_training_state(request.getfixturevalue(straight) / "checkpoint.pt", tmp_path / "checkpoint.pt")
     with open(tmp_path / "log.csv", newline="") as f:
         assert [int(r["step"]) for r in csv.DictReader(f)] == [2, 3, 5, 6]
+
+
+def log_losses(out):
+    with open(out / "log.csv", newline="") as f:
+        return [(float(r["loss_d"]), float(r["loss_g"])) for r in csv.DictReader(f)]
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_trains_on_the_cpu(amp, mnist_root, tmp_path, trained_fp16, capsys):
+    out = trained_fp16 if amp == "fp16" else tmp_path
+    if amp == "bf16":
+        run_train(mnist_root, out, "--epochs", "2", "--amp", "bf16")
+        assert "precision bfloat16 autocast," in capsys.readouterr().out  # and no GradScaler
+    losses = log_losses(out)
+    assert all(math.isfinite(x) for row in losses for x in row)
+    assert len(set(losses)) == len(losses), "the losses did not move"
+    scaler = torch.load(out / "checkpoint.pt", weights_only=True)["scaler"]
+    if amp == "fp16":  # the scale is saved, so a resumed run scales as the straight one would
+        assert scaler["scale"] > 0 and scaler["_growth_tracker"] >= 0
+    else:
+        assert scaler == {}  # bf16 keeps fp32's range: no loss scaling
+
+
+def test_gradient_overflow_skips_the_step_and_lowers_the_scale():
+    torch.manual_seed(0)
+    G, D = gan.Generator(nz=16, width=8), gan.Discriminator(width=8)
+    G.apply(gan.weights_init)
+    D.apply(gan.weights_init)
+    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999), fused=True)
+    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999), fused=True)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    autocast = torch.autocast("cpu", dtype=torch.float16)
+    real = torch.rand(16, 1, 28, 28) * 2 - 1
+    args = (G, D, opt_g, opt_d, scaler, real, None, autocast, copy.deepcopy(G), 0.99)
+    train.train_step(*args)  # a healthy step
+    assert scaler.get_scale() == 1024.0
+    d_before, g_before = flat_weights(D), flat_weights(G)
+    poison = D.net[0].weight.register_hook(lambda grad: torch.full_like(grad, float("inf")))
+    train.train_step(*args)
+    poison.remove()
+    assert torch.equal(flat_weights(D), d_before), "D stepped on an infinite gradient"
+    assert torch.isfinite(flat_weights(G)).all() and not torch.equal(flat_weights(G), g_before)  # G's own step ran
+    assert scaler.get_scale() == 512.0  # halved once for the step
+    train.train_step(*args)
+    assert not torch.equal(flat_weights(D), d_before) and torch.isfinite(flat_weights(D)).all()
+
+
+def test_train_step_never_reads_the_device(monkeypatch):
+    """A read of a device value (.item(), bool(), float(), .tolist(), .cpu()) makes the host wait
+    for a GPU; on the CPU the same calls are caught here, for the fp16 path with its scaler too."""
+    torch.manual_seed(0)
+    G, D = gan.Generator(nz=16, width=8), gan.Discriminator(width=8)
+    opt_g = torch.optim.Adam(G.parameters(), fused=True)
+    opt_d = torch.optim.Adam(D.parameters(), fused=True)
+    real = torch.rand(16, 1, 28, 28) * 2 - 1
+    for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__"):
+        monkeypatch.setattr(torch.Tensor, name, lambda *a, name=name: pytest.fail(f"train_step called Tensor.{name}"))
+    for dtype in (None, torch.float16):
+        autocast = torch.autocast("cpu", dtype=dtype) if dtype else nullcontext()
+        scaler = torch.amp.GradScaler("cpu", enabled=dtype is not None)
+        for step in range(2):
+            decay = train.warmed_up_decay(step, 0.99)
+            train.train_step(G, D, opt_g, opt_d, scaler, real, None, autocast, copy.deepcopy(G), decay)
 
 
 # ---------------------------------------------------------------------------- sample.py

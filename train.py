@@ -14,6 +14,7 @@ Ctrl-C finishes the current step, saves the checkpoint and exits; --resume carri
 """
 
 import argparse
+import copy
 import csv
 import math
 import os
@@ -28,10 +29,10 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from PIL import Image
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchvision.utils import save_image
 
 from gan import (
+    CHECKPOINT_FORMAT,
     ArgumentParser,
     add_device_flag,
     Discriminator,
@@ -83,7 +84,7 @@ def parse_args(argv=None):
     p.add_argument("--data-root", default="data", help="folder holding MNIST/raw/ (default: data)")
     p.add_argument("--out", default="out", help="folder for grids, GIF, log and checkpoint (default: out)")
     add_device_flag(p)
-    p.add_argument("--amp", default="auto", choices=["auto", "on", "off"],
+    p.add_argument("--amp", default="auto", choices=["auto", "off", "bf16", "fp16"],
                    help="mixed precision; auto: bf16 (else fp16) on CUDA, off on MPS and CPU (default: auto)")
     p.add_argument("--compile", action="store_true", help="torch.compile both networks (default: off)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -122,24 +123,25 @@ def load_mnist(root, device, train=True):
 def amp_dtype(device, mode):
     """The autocast dtype for --amp on this device, or None for plain fp32.
 
-    auto: bf16 on CUDA where supported (no loss scaling needed), else fp16; off on the CPU, where
-    bf16 autocast without bf16 hardware measured ~25x slower than fp32, and off on MPS, where
-    fp32 is the path that surely works. --amp on forces fp16 on MPS and bf16 on the CPU.
+    auto: bf16 on CUDA where the card has it (it needs no loss scaling), else fp16; off on the
+    CPU, where bf16 autocast without bf16 hardware measured ~25x slower than fp32, and off on MPS,
+    where fp32 is the path that surely works. bf16 and fp16 force that dtype on any device.
     """
-    if mode == "off" or (mode == "auto" and device.type != "cuda"):
-        return None
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float16 if device.type == "mps" else torch.bfloat16
+    if mode == "auto":
+        mode = "off" if device.type != "cuda" else "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if mode == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UserError("--amp bf16: this GPU has no bf16; use --amp fp16 (with loss scaling) or --amp off")
+    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
 
 
-def train_step(G, D, opt_g, opt_d, scaler, real, labels, autocast, ema):
+def train_step(G, D, opt_g, opt_d, scaler, real, labels, autocast, ema, ema_decay):
     """One DCGAN step: D learns real (target 1) from fake (target 0), then G learns to make D
     say real. `labels` (B,) are the real images' digits for a conditional GAN, else None; the
     fakes are asked for the same digits, so D sees the same mix of digits in both.
-    Returns a (4,) device tensor: loss_d, loss_g, D(x), D(G(z)). No .item() here: reading a
-    value forces the host to wait for the device, so the caller reads rarely.
-    `ema`, an AveragedModel of G, takes in G's new weights after G's step."""
+    Returns a (4,) device tensor: loss_d, loss_g, D(x), D(G(z)). Nothing here reads a device
+    value (no .item()): that would make the host wait for the device every step.
+    `ema`, the moving average of G, then moves toward G's new weights by `ema_decay`."""
+    torch.compiler.cudagraph_mark_step_begin()  # --compile on CUDA: a new step, so CUDA graphs may reuse memory
     z = torch.randn(real.size(0), G.nz, device=real.device)
     with autocast:
         fake = G(z, labels)  # (B, 1, 28, 28)
@@ -147,6 +149,10 @@ def train_step(G, D, opt_g, opt_d, scaler, real, labels, autocast, ema):
         logit_real, logit_fake = D(real, labels), D(fake.detach(), labels)  # (B,), (B,); no G grads
         loss_d = (F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
                   + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)))
+    # fp16 loss scaling with two optimizers, as in PyTorch's AMP examples: each loss is scaled, each
+    # optimizer is stepped through the scaler (which skips it if its own gradients overflowed), and
+    # update() runs once, after both steps, so one overflow lowers the scale once and both losses
+    # of a step share a scale. The fused Adams take the scaler's inf check on the device: no sync.
     opt_d.zero_grad(set_to_none=True)
     scaler.scale(loss_d).backward()
     scaler.step(opt_d)
@@ -162,9 +168,28 @@ def train_step(G, D, opt_g, opt_d, scaler, real, labels, autocast, ema):
     scaler.step(opt_g)
     scaler.update()
     D.requires_grad_(True)
-    ema.update_parameters(G)
+    update_average(ema, G, ema_decay)
     probs = [logit.detach().float().sigmoid().mean() for logit in (logit_real, logit_fake)]
     return torch.stack([loss_d.detach().float(), loss_g.detach().float(), *probs])
+
+
+@torch.no_grad()
+def update_average(average, G, decay):
+    """average = decay * average + (1 - decay) * G, over G's weights and BatchNorm statistics.
+    (AveragedModel.update_parameters would read its update counter from the device on every call;
+    the count this needs is the step, which the loop keeps on the host.)"""
+    for mean, new in zip(average.state_dict().values(), G.state_dict().values()):
+        if mean.is_floating_point():
+            mean.lerp_(new, 1 - decay)
+        else:  # BatchNorm's count of batches seen
+            mean.copy_(new)
+
+
+def warmed_up_decay(step, decay):
+    """The moving average's decay at `step` (0-based): min(decay, (1 + step) / (10 + step)), so
+    a large --ema-decay does not keep the random initial weights: a fixed 0.999 would still hold
+    0.999^469 = 63% of them after a first epoch of 469 steps."""
+    return min(decay, (1 + step) / (10 + step))
 
 
 class Meter:
@@ -286,17 +311,6 @@ def memory_format(device):
     return torch.channels_last if device.type == "cpu" else torch.contiguous_format
 
 
-def warmed_up_ema(decay):
-    """AveragedModel's multi_avg_fn: swa_utils' EMA with its decay warmed up as
-    min(decay, (1 + n) / (10 + n)) at the n-th update, so a large --ema-decay does not keep the
-    random initial weights: a fixed 0.999 would still hold 0.999^469 = 63% of them after a first
-    epoch of 469 steps."""
-    def update(averaged, current, n_averaged):
-        n = n_averaged.item()
-        get_ema_multi_avg_fn(min(decay, (1 + n) / (10 + n)))(averaged, current, n_averaged)
-    return update
-
-
 def build(args, device, checkpoint):
     """Networks, optimizers and loss scaler, fresh or restored from `checkpoint`.
     Returns (config, parts, epoch, step); `parts` is everything whose state_dict() is saved."""
@@ -320,13 +334,13 @@ def build(args, device, checkpoint):
         opt_d=torch.optim.Adam(D.parameters(), lr=args.lr_d, betas=betas, fused=True),
         # Loss scaling only for fp16, whose narrow range underflows small gradients; bf16 needs none.
         scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype(device, args.amp) == torch.float16),
-        # G's exponential moving average, BatchNorm statistics included (use_buffers).
-        ema=AveragedModel(G, multi_avg_fn=warmed_up_ema(args.ema_decay), use_buffers=True),
+        # G's exponential moving average, BatchNorm statistics included (update_average).
+        ema=copy.deepcopy(G),
     )
     if not checkpoint:
         return config, parts, 0, 0
     for name, part in parts.items():
-        if checkpoint.get(name):  # a disabled GradScaler saves {}; older checkpoints have no ema
+        if checkpoint[name]:  # a disabled GradScaler saves {}
             part.load_state_dict(checkpoint[name])
     set_rng_state(checkpoint["rng"], device)
     return config, parts, checkpoint["epoch"], checkpoint["step"]
@@ -337,18 +351,21 @@ def save_run(args, config, parts, epoch, step):
     resumes at batch step - epoch * steps_per_epoch of its epoch)."""
     device = next(parts["generator"].parameters()).device
     state = {name: part.state_dict() for name, part in parts.items()}
-    state.update(config=config, train={k: vars(args)[k] for k in RUN_SETTINGS},
+    state.update(format=CHECKPOINT_FORMAT, config=config, train={k: vars(args)[k] for k in RUN_SETTINGS},
                  epoch=epoch, step=step, rng=rng_state(device))
     save_checkpoint(state, os.path.join(args.out, "checkpoint.pt"))
 
 
 def step_arguments(parts, device, args):
-    """train_step's keyword arguments, but `real`. Checkpoints keep the plain modules, never
-    the torch.compile wrappers, so their keys carry no `_orig_mod.` prefix."""
+    """train_step's keyword arguments, but `real`, `labels` and `ema_decay`. Checkpoints keep the
+    plain modules, never the torch.compile wrappers, so their keys carry no `_orig_mod.` prefix.
+    On CUDA, --compile records CUDA graphs (mode "reduce-overhead"): a step of small kernels is
+    bound by their launches, which a graph replays at once; elsewhere it uses the default mode."""
     G, D, dtype = parts["generator"], parts["discriminator"], amp_dtype(device, args.amp)
+    mode = "reduce-overhead" if device.type == "cuda" else None
     return dict(
-        G=torch.compile(G) if args.compile else G,
-        D=torch.compile(D) if args.compile else D,
+        G=torch.compile(G, mode=mode) if args.compile else G,
+        D=torch.compile(D, mode=mode) if args.compile else D,
         opt_g=parts["opt_g"], opt_d=parts["opt_d"], scaler=parts["scaler"], ema=parts["ema"],
         autocast=torch.autocast(device.type, dtype=dtype) if dtype else nullcontext(),
     )
@@ -366,7 +383,8 @@ def run_epoch(args, data, loop, epoch, step, stop, log):
     for i in range(step - epoch * steps_per_epoch, steps_per_epoch):
         batch = order[i * bs:(i + 1) * bs]
         real = images[batch]  # (B, 1, 28, 28), already on the device
-        stats = train_step(real=real, labels=None if labels is None else labels[batch], **loop)
+        stats = train_step(real=real, labels=None if labels is None else labels[batch],
+                           ema_decay=warmed_up_decay(step, args.ema_decay), **loop)
         interval.add(stats, len(real))
         whole.add(stats, len(real))
         step += 1
@@ -381,14 +399,14 @@ def run_epoch(args, data, loop, epoch, step, stop, log):
     return (step, *whole.read())
 
 
-def grid_generator(parts):
+def grid_generator(parts, step):
     """The generator the grids draw from: its moving average once that is ema_ready, else G."""
-    return parts["ema"].module if ema_ready(parts["ema"].n_averaged) else parts["generator"]
+    return parts["ema"] if ema_ready(step) else parts["generator"]
 
 
 def finish_epoch(args, config, parts, grid, epoch, step):
     """After `epoch` epochs: that epoch's grid, the GIF of all grids so far, the checkpoint."""
-    write_grid(grid_generator(parts), grid, os.path.join(args.out, f"epoch_{epoch:03d}.png"))
+    write_grid(grid_generator(parts, step), grid, os.path.join(args.out, f"epoch_{epoch:03d}.png"))
     write_gif(args.out, epoch)
     save_run(args, config, parts, epoch, step)
 

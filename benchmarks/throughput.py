@@ -13,8 +13,9 @@ first row:
   3. the kit with pytorch/examples' sizes, 4x4 kernels and D as wide as G (its default before
      5x5 kernels and a narrower D measured better): what the default recipe costs against it;
   4. the kit with --compile (compile time reported separately);
-  5. the kit with --amp on (CUDA and MPS only: bf16 autocast on a CPU without bf16 hardware is
-     ~25x slower than fp32).
+  5. on CUDA, the kit with --amp bf16 and --amp fp16, each also with --compile; on MPS, with
+     --amp fp16 (not on the CPU: bf16 autocast there without bf16 hardware is ~25x slower than fp32).
+Beside images/s it gives the seconds that 25 epochs of 60,000 images take at that rate.
 It also counts the FLOPs of each row's step (FlopCounterMode) and sets the achieved GFLOP/s
 against a large matmul timed on the same device in the same repeats, times the kit's per-epoch
 extras (grid, GIF, checkpoint) as a share of an epoch and its EMA update as a share of a step,
@@ -143,7 +144,7 @@ def matmul_gflops(device, dtype, n):
 
 def step_flops(loop, data, batch_size):
     with FlopCounterMode(display=False) as counter:
-        train.train_step(real=data[:batch_size], labels=None, **loop)
+        train.train_step(real=data[:batch_size], labels=None, ema_decay=0.99, **loop)
     return counter.get_total_flops()
 
 
@@ -153,7 +154,7 @@ def host_time_by_op(loop, data, batch_size, steps=10, rows=12):
     time goes; on a GPU it is the cost of launching the work."""
     def run():
         for _ in range(steps):
-            train.train_step(real=data[:batch_size], labels=None, **loop)
+            train.train_step(real=data[:batch_size], labels=None, ema_decay=0.99, **loop)
 
     run()  # unprofiled: oneDNN (and cuDNN) choose and build their kernels on a layer's first calls
     with torch.profiler.profile(record_shapes=True) as prof:
@@ -189,7 +190,7 @@ def ema_update_seconds(parts, device, updates=30):
     sync(device)
     start = time.perf_counter()
     for _ in range(updates):
-        parts["ema"].update_parameters(parts["generator"])
+        train.update_average(parts["ema"], parts["generator"], 0.99)
     sync(device)
     return (time.perf_counter() - start) / updates
 
@@ -221,13 +222,15 @@ def measure(args, device):
     rows = {"baseline (DataLoader, .item() per step)": (baseline_runner(args, device, args.data_root), flops),
             "kit default": (run_default, flops),
             EXAMPLES_SIZES_ROW: (examples_sizes, step_flops(examples_loop, data, args.batch_size))}
-    compile_start = time.perf_counter()
-    compiled = kit_runner(args, device, data, "--compile")[0]
-    compiled(args.warmup)  # the first calls compile
-    print(f"compile + warmup: {time.perf_counter() - compile_start:.1f} s")
-    rows["kit --compile"] = (compiled, flops)
-    if device.type != "cpu":
-        rows["kit --amp on"] = (kit_runner(args, device, data, "--amp", "on")[0], flops)
+    precisions = {"cuda": [[], ["--amp", "bf16"], ["--amp", "fp16"]], "mps": [[], ["--amp", "fp16"]]}
+    for amp in precisions.get(device.type, [[]]):
+        if amp:
+            rows[f"kit {' '.join(amp)}"] = (kit_runner(args, device, data, *amp)[0], flops)
+        compile_start = time.perf_counter()
+        compiled = kit_runner(args, device, data, *amp, "--compile")[0]
+        compiled(args.warmup)  # the first calls compile
+        print(f"{' '.join(['--compile', *amp])}: compile + warmup {time.perf_counter() - compile_start:.1f} s")
+        rows[f"kit {' '.join([*amp, '--compile'])}"] = (compiled, flops)
     for run, _ in rows.values():
         run(args.warmup)
     rates = {name: [] for name in rows}
@@ -256,11 +259,12 @@ def report(args, device, data, default, rows, mm):
     print(f"forward G + D per image: kit (28 px) {kit_fwd / 1e6:.0f} MFLOP, pytorch/examples (64 px) "
           f"{examples_fwd / 1e6:.0f} MFLOP: {examples_fwd / kit_fwd:.1f}x the work")
     print("matmul (best of 10, median over the repeats): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in mm.items()))
-    print(f"\n{'variant':42} {'images/s':>9} {'ratio':>7} {'GFLOP/s':>8} {'of fp32 mm':>10}")
+    print(f"\n{'variant':42} {'images/s':>9} {'ratio':>7} {'25 epochs':>10} {'GFLOP/s':>8} {'of fp32 mm':>10}")
     first = next(iter(rows.values()))[0]
     for variant, (rate, flops) in rows.items():
         achieved = rate / args.batch_size * flops / 1e9
-        print(f"{variant:42} {rate:9.0f} {rate / first:6.2f}x {achieved:8.0f} {achieved / mm['fp32']:9.0%}")
+        print(f"{variant:42} {rate:9.0f} {rate / first:6.2f}x {25 * 60000 / rate:9.0f}s "
+              f"{achieved:8.0f} {achieved / mm['fp32']:9.0%}")
     steps_per_epoch = math.ceil(60000 / args.batch_size)
     extras = epoch_extras_seconds(parts, kit, device)
     epoch_seconds = steps_per_epoch * args.batch_size / rows["kit default"][0]
