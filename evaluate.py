@@ -17,7 +17,6 @@ The same scores for 10,000 real training images are printed beside them: the flo
 perfect generator would reach.
 """
 
-import argparse
 import json
 import math
 import os
@@ -30,15 +29,16 @@ from torch import nn
 from torchvision.transforms.functional import pil_to_tensor
 
 from gan import (
+    SEED,
     ArgumentParser,
     add_device_flag,
+    bounded,
     UserError,
     atomic_path,
     generator_from_checkpoint,
     load_checkpoint,
     make_writable_dir,
     pick_device,
-    positive_int,
 )
 from sample import sample_batches
 from train import load_mnist
@@ -46,26 +46,22 @@ from train import load_mnist
 SCORES = ("frechet", "digits_covered", "kl_to_uniform", "is_analog", "confidence")
 
 
-def sample_count(text):
-    value = positive_int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be at least 2 (a covariance needs two samples), got {text!r}")
-    return value
-
-
 def parse_args(argv=None):
     p = ArgumentParser(prog="evaluate.py", description="Score generated MNIST digits.")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", default="out/checkpoint.pt", help="generator to score (default: out/checkpoint.pt)")
     source.add_argument("--samples", help="score a folder of 28x28 PNGs instead")
-    p.add_argument("--n", type=sample_count, default=10000, help="samples drawn from --checkpoint (default: 10000)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    # At least 2: a covariance needs two samples; at most 100,000, kept in memory (about 300 MB).
+    p.add_argument("--n", type=bounded(int, 2, 100_000), default=10000,
+                   help="samples drawn from --checkpoint (default: 10000)")
+    p.add_argument("--seed", type=SEED, default=0, help="noise seed (default: 0)")
     add_device_flag(p)
     p.add_argument("--no-ema", action="store_true",
                    help="use the generator's raw weights, even where their moving average is the default")
     p.add_argument("--data-root", default="data", help="folder holding MNIST/raw/ (default: data)")
     p.add_argument("--json", help="also write the scores to this JSON file")
-    p.add_argument("--batch-size", type=positive_int, default=500, help="images per forward pass (default: 500)")
+    p.add_argument("--batch-size", type=bounded(int, 1, 10_000), default=500,
+                   help="images per forward pass (default: 500)")
     return p.parse_args(argv)
 
 

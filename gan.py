@@ -9,6 +9,7 @@ per step (README).
 """
 
 import argparse
+import math
 import os
 from contextlib import contextmanager
 
@@ -127,15 +128,28 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def positive_int(text):
-    """argparse type for counts that must be at least 1 (--n, --epochs, --batch-size)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+def bounded(kind, low, high, *, open_low=False, open_high=False):
+    """argparse type: a number of `kind` (int or float) from `low` to `high`, an open end excluding
+    that bound. NaN and infinities fail every comparison or bound, so they are refused too."""
+    interval = f"{'(' if open_low else '['}{low:,}, {high:,}{')' if open_high else ']'}"
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = math.nan
+        above = low < value if open_low else low <= value
+        below = value < high if open_high else value <= high
+        if not (above and below):
+            raise argparse.ArgumentTypeError(
+                f"must be {'an integer' if kind is int else 'a number'} in {interval}, got {text!r}")
+        return value
+    return parse
+
+
+# Limits of the flags that size memory: far above what MNIST needs, far below what a machine lacks.
+MAX_NZ, MAX_WIDTH, MAX_BATCH = 1024, 512, 4096
+SEED = bounded(int, 0, 2**32 - 1)  # the range every torch.Generator takes
 
 
 def add_device_flag(parser):
@@ -207,7 +221,30 @@ def load_checkpoint(path):
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} was written by another version of the kit (checkpoint format "
                         f"{checkpoint.get('format', 1)}, this one reads {CHECKPOINT_FORMAT}): train a new one")
+    check_contents(checkpoint, path)
     return checkpoint
+
+
+# What each configuration entry may hold: the networks are built from these numbers before any
+# weight is read, so a forged file must not be able to ask for a network the size of the machine.
+CONFIG_VALUES = dict(nz=range(1, MAX_NZ + 1), g_width=range(1, MAX_WIDTH + 1), d_width=range(1, MAX_WIDTH + 1),
+                     channels=(1,), num_classes=(0, 10), kernel_size=(4, 5))
+
+
+def check_contents(checkpoint, path):
+    """Raise a UserError unless the checkpoint's configuration, counters and weights have the
+    types and ranges that train.py writes (the optimizers are checked when a run resumes)."""
+    config = checkpoint["config"]
+    for key, allowed in CONFIG_VALUES.items():
+        if type(config.get(key)) is not int or config[key] not in allowed:
+            raise UserError(f"{path}: its configuration has {key} = {config.get(key)!r}, which this kit cannot build")
+    for key in ("epoch", "step"):
+        if type(checkpoint.get(key)) is not int or checkpoint[key] < 0:
+            raise UserError(f"{path}: its {key} is {checkpoint.get(key)!r}, not a count")
+    for key in ("generator", "ema"):
+        weights = checkpoint.get(key)
+        if not isinstance(weights, dict) or not all(isinstance(w, torch.Tensor) for w in weights.values()):
+            raise UserError(f"{path}: its {key} entry is not a set of weights")
 
 
 # The moving average of G's weights is the default only once it has averaged enough steps:

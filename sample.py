@@ -24,8 +24,10 @@ from PIL import Image
 from torchvision.utils import save_image
 
 from gan import (
+    SEED,
     ArgumentParser,
     add_device_flag,
+    bounded,
     UserError,
     atomic_path,
     generate,
@@ -33,10 +35,11 @@ from gan import (
     load_checkpoint,
     make_writable_dir,
     pick_device,
-    positive_int,
 )
 
 NUMBER_CROP = 3  # pixels cut from each side of a digit in --number, so its digits sit close
+# A grid is built whole in memory (10,000 digits: about 150 MB); a folder is written a batch at a time.
+MAX_GRID, MAX_FOLDER = 10_000, 1_000_000
 
 
 def digit(text):
@@ -53,21 +56,23 @@ def number(text):
 
 def parse_args(argv=None):
     p = ArgumentParser(prog="sample.py", description="Write generated digits as a PNG grid or a folder of PNGs.")
-    p.add_argument("--n", type=positive_int, default=64, help="how many digits (default: 64)")
+    p.add_argument("--n", type=bounded(int, 1, MAX_FOLDER), default=64,
+                   help=f"how many digits: at most {MAX_GRID:,} in a grid, {MAX_FOLDER:,} in a folder (default: 64)")
     p.add_argument("--checkpoint", default="out/checkpoint.pt", help="(default: out/checkpoint.pt)")
     p.add_argument("--out", default="samples.png",
                    help="a .png grid, or a folder (trailing /) for one PNG per digit (default: samples.png)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    p.add_argument("--seed", type=SEED, default=0, help="noise seed (default: 0)")
     add_device_flag(p)
     p.add_argument("--no-ema", action="store_true",
                    help="use the generator's raw weights, even where their moving average is the default")
-    p.add_argument("--nrow", type=positive_int, default=None, help="digits per grid row (default: about sqrt(n))")
-    p.add_argument("--batch-size", type=positive_int, default=500,
+    p.add_argument("--nrow", type=bounded(int, 1, MAX_GRID), default=None,
+                   help="digits per grid row (default: about sqrt(n))")
+    p.add_argument("--batch-size", type=bounded(int, 1, 10_000), default=500,
                    help="digits generated at a time, which bounds memory (default: 500)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--digit", type=digit, help="conditional checkpoints: draw only this digit")
     which.add_argument("--number", type=number, help="conditional checkpoints: write this number as one PNG")
-    p.add_argument("--count", type=positive_int, help="with --number: rows, each in another hand (default: 1)")
+    p.add_argument("--count", type=bounded(int, 1, 100), help="with --number: rows, each in another hand (default: 1)")
     args = p.parse_args(argv)
     if args.count and not args.number:
         p.error("--count goes with --number")
@@ -146,6 +151,9 @@ def write(G, args):
     else:
         labels, nrow = grid_plan(G, args)
         n = args.n if labels is None else len(labels)
+        if n > MAX_GRID:
+            raise UserError(f"--n {args.n}: a grid holds at most {MAX_GRID:,} digits; "
+                            f"for more, write one PNG each into a folder: --out {os.path.splitext(args.out)[0]}/")
         write_png(torch.cat(list(sample_batches(G, n, args.batch_size, args.seed, labels))), nrow, args.out)
         print(f"wrote {args.out}: {n} digits, {nrow} per row")
 

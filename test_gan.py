@@ -28,6 +28,7 @@ import evaluate
 import gan
 import sample
 import train
+from benchmarks import throughput
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TINY = ["--nz", "16", "--g-width", "8", "--d-width", "8", "--batch-size", "64", "--log-every", "2"]
@@ -202,7 +203,7 @@ def test_checkpoint_round_trip_gives_identical_samples(tmp_path):
     G.apply(gan.weights_init)
     G(torch.randn(32, 16))  # training-mode pass: moves the BatchNorm running statistics
     path = tmp_path / "c.pt"
-    gan.save_checkpoint({"format": gan.CHECKPOINT_FORMAT, "step": 0, "generator": G.state_dict(),
+    gan.save_checkpoint({"format": gan.CHECKPOINT_FORMAT, "epoch": 0, "step": 0, "generator": G.state_dict(), "ema": {},
                          "config": dict(nz=16, g_width=8, d_width=8, channels=1, num_classes=0, kernel_size=5)}, path)
     G2 = gan.generator_from_checkpoint(gan.load_checkpoint(path))
     z = torch.randn(10, 16)
@@ -711,6 +712,171 @@ def test_train_refuses_to_overwrite_a_checkpoint(mnist_root, tmp_path, capsys, t
     assert (out / "checkpoint.pt").read_bytes() == before
 
 
+# Every numeric flag of every script, with values that parse as numbers (or not) but make no sense.
+BAD_NUMBERS = {
+    "train": [("--lr-g", "fast"), ("--lr-g", "-2e-4"), ("--lr-g", "nan"), ("--lr-d", "inf"), ("--lr-d", "0"),
+              ("--beta1", "1"), ("--beta1", "-0.1"), ("--beta2", "1.5"), ("--ema-decay", "nan"),
+              ("--epochs", "0"), ("--epochs", "10001"), ("--batch-size", "4097"), ("--batch-size", "1e3"),
+              ("--nz", "0"), ("--nz", "1025"), ("--g-width", "513"), ("--d-width", "0"),
+              ("--seed", "-1"), ("--seed", str(2**32)), ("--log-every", "0")],
+    "sample": [("--n", "1000001"), ("--nrow", "0"), ("--batch-size", "0"), ("--batch-size", "10001"),
+               ("--seed", "x"), ("--count", "0"), ("--count", "101")],
+    "evaluate": [("--n", "100001"), ("--batch-size", "0"), ("--seed", "-5")],
+    "throughput": [("--batch-size", "0"), ("--batch-size", "5000"), ("--steps", "0"), ("--warmup", "-1"),
+                   ("--repeats", "0"), ("--repeats", "101")],
+}
+
+
+@pytest.mark.parametrize("script, flag, value", [(script, *bad) for script, bads in BAD_NUMBERS.items() for bad in bads])
+def test_numbers_that_make_no_sense_are_refused_at_parse_time(script, flag, value, capsys):
+    module = throughput if script == "throughput" else globals()[script]
+    err = expect_exit_2(capsys, module.parse_args, [f"{flag}={value}"])  # "=": argparse takes -2e-4 for a flag
+    assert f"argument {flag}: must be" in err and repr(value) in err
+
+
+def test_sizes_that_do_not_fit_the_data_are_refused(mnist_root, tmp_path, capsys):
+    err = expect_exit_2(capsys, train.main, ["--data-root", str(mnist_root), "--out", str(tmp_path / "o"),
+                                             "--batch-size", str(N_TRAIN + 1)])
+    assert "larger than the training set (160 images)" in err
+    assert not (tmp_path / "o").exists()
+    err = expect_exit_2(capsys, throughput.main, ["--data-root", str(mnist_root), "--batch-size", "64", "--steps", "3"])
+    assert "must fit in the 160 training images" in err
+
+
+def test_a_grid_too_large_for_memory_is_refused_before_sampling(trained, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sample, "generate", lambda *a: pytest.fail("generated before refusing"))
+    err = expect_exit_2(capsys, sample.main, ["--checkpoint", str(trained / "checkpoint.pt"), "--n", "10001",
+                                              "--out", str(tmp_path / "many.png")])
+    assert "at most 10,000 digits" in err and f"--out {tmp_path / 'many'}/" in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_folder_is_written_one_batch_at_a_time(trained, tmp_path, monkeypatch):
+    sizes = []
+    real_generate = sample.generate
+    monkeypatch.setattr(sample, "generate", lambda G, z, labels: sizes.append(len(z)) or real_generate(G, z, labels))
+    sample.main(["--checkpoint", str(trained / "checkpoint.pt"), "--n", "25", "--batch-size", "10",
+                 "--out", f"{tmp_path}/"])
+    assert sizes == [10, 10, 5] and len(list(tmp_path.iterdir())) == 25
+
+
+# Checkpoints forged or damaged where the format check cannot see it: (entry, value, words of the error).
+FORGED = [
+    (("config", "g_width"), 10**9, "g_width = 1000000000"),
+    (("config", "nz"), "100", "nz = '100'"),
+    (("config", "kernel_size"), 3, "kernel_size = 3"),
+    (("step",), -1, "its step is -1"),
+    (("generator",), torch.zeros(3), "not a DCGAN kit checkpoint"),
+    (("ema",), {"x": 1}, "ema entry is not a set of weights"),
+]
+FORGED_FOR_RESUME = [
+    (("train", "batch_size"), 10**9, "stored batch_size"),
+    (("train", "lr_g"), "0.1", "stored lr_g"),
+    (("train",), None, "stored batch_size"),
+    (("opt_d",), torch.zeros(3), "does not fit the run"),
+    (("discriminator",), {"net.0.weight": torch.zeros(1)}, "does not fit the run"),
+    (("rng",), {"cpu": torch.zeros(3)}, "does not fit the run"),
+]
+
+
+def forge(trained, tmp_path, keys, value):
+    checkpoint = torch.load(trained / "checkpoint.pt", weights_only=True)
+    entry = checkpoint
+    for key in keys[:-1]:
+        entry = entry[key]
+    entry[keys[-1]] = value
+    (tmp_path / "o").mkdir()
+    gan.save_checkpoint(checkpoint, tmp_path / "o" / "checkpoint.pt")
+    return tmp_path / "o" / "checkpoint.pt"
+
+
+@pytest.mark.parametrize("keys, value, needle", FORGED)
+def test_forged_checkpoint_is_refused_by_every_script(keys, value, needle, trained, mnist_root, tmp_path, capsys,
+                                                      monkeypatch):
+    path = forge(trained, tmp_path, keys, value)
+    monkeypatch.setattr(gan.Generator, "__init__", lambda *a, **k: pytest.fail("built a network from a forged file"))
+    for main, argv in ((sample.main, ["--checkpoint", str(path), "--out", str(tmp_path / "g.png")]),
+                       (evaluate.main, ["--checkpoint", str(path), "--data-root", str(mnist_root)]),
+                       (train.main, ["--data-root", str(mnist_root), "--out", str(path.parent), "--resume"])):
+        assert needle in expect_exit_2(capsys, main, argv)
+    assert not (tmp_path / "g.png").exists()
+
+
+@pytest.mark.parametrize("keys, value, needle", FORGED_FOR_RESUME)
+def test_forged_training_state_is_refused_on_resume(keys, value, needle, trained, mnist_root, tmp_path, capsys):
+    path = forge(trained, tmp_path, keys, value)
+    before = path.read_bytes()
+    argv = ["--data-root", str(mnist_root), "--out", str(path.parent), "--resume", "--epochs", "3"]
+    assert needle in expect_exit_2(capsys, train.main, argv)
+    assert path.read_bytes() == before
+
+
+def run_train_process(root, out, *extra):
+    """train.py as its own process, with a log line every step (so a test can see it is training)."""
+    argv = [sys.executable, "-u", os.path.join(HERE, "train.py"), "--data-root", str(root), "--out", str(out),
+            *TINY, "--log-every", "1", *extra]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigterm_saves_and_resume_matches_straight_run(mnist_root, tmp_path):
+    straight = run_train_process(mnist_root, tmp_path / "straight", "--epochs", "4")
+    stopped = run_train_process(mnist_root, tmp_path / "stopped", "--epochs", "4")
+    assert "step 1/12" in stopped.stdout.readline() + stopped.stdout.readline()  # the device line, then step 1
+    stopped.send_signal(signal.SIGTERM)
+    out, err = stopped.communicate(timeout=60)
+    assert stopped.returncode == 0, err
+    assert "continue with: python train.py --resume" in out and "Traceback" not in err
+    assert torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=True)["step"] < 12
+    resumed = run_train_process(mnist_root, tmp_path / "stopped", "--epochs", "4", "--resume")
+    assert resumed.wait(timeout=120) == 0 and straight.wait(timeout=120) == 0
+    assert_same_training_state(tmp_path / "straight" / "checkpoint.pt", tmp_path / "stopped" / "checkpoint.pt")
+
+
+def test_second_signal_stops_at_once_and_keeps_the_last_checkpoint(mnist_root, tmp_path, trained, monkeypatch,
+                                                                   capsys):
+    run_train(mnist_root, tmp_path, "--epochs", "1")
+    after_epoch_1 = (tmp_path / "checkpoint.pt").read_bytes()
+    real_save = torch.save
+
+    def ctrl_c_twice_while_saving(obj, path):  # the mid-epoch save that the first Ctrl-C asked for
+        with open(path, "wb") as f:
+            f.write(b"half a checkpoint")
+        os.kill(os.getpid(), signal.SIGINT)  # the second: raises KeyboardInterrupt here
+        real_save(obj, path)
+
+    def step_then_ctrl_c(**kwargs):
+        monkeypatch.setattr(torch, "save", ctrl_c_twice_while_saving)
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_step(**kwargs)
+
+    real_step = train.train_step
+    monkeypatch.setattr(train, "train_step", step_then_ctrl_c)
+    with pytest.raises(SystemExit) as exit_info:
+        run_train(mnist_root, tmp_path, "--epochs", "2", "--resume")
+    assert exit_info.value.code == 130
+    err = capsys.readouterr().err
+    assert "stopped at once" in err and "Traceback" not in err
+    assert (tmp_path / "checkpoint.pt").read_bytes() == after_epoch_1
+    assert not [f for f in os.listdir(tmp_path) if ".tmp" in f]
+
+
+def test_sigkill_while_writing_keeps_the_previous_checkpoint(trained, tmp_path):
+    """A process killed halfway through save_checkpoint (made slow here) leaves the old file whole."""
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes((trained / "checkpoint.pt").read_bytes())
+    script = (f"import time, torch, gan\n"
+              f"def slow_save(obj, f):\n"
+              f"    open(f, 'wb').write(b'half a checkpoint'); print('writing', flush=True); time.sleep(60)\n"
+              f"torch.save = slow_save\n"
+              f"gan.save_checkpoint({{'format': 0}}, {str(path)!r})\n")
+    writer = subprocess.Popen([sys.executable, "-c", script], cwd=HERE, stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline() == "writing\n"
+    writer.kill()
+    writer.wait(timeout=30)
+    assert path.read_bytes() == (trained / "checkpoint.pt").read_bytes()
+    assert gan.load_checkpoint(path)["step"] == 6
+
+
 def test_scripts_run_as_commands(tmp_path):
     """The real entry points: --help exits 0; a bad input exits 2 without a traceback."""
     for script in ("train.py", "sample.py"):
@@ -833,7 +999,7 @@ def bad_folders(tmp_path):
     ("empty folder", ["--samples", "{empty}"], "no images"),
     ("non-image file", ["--samples", "{text}"], "not an image"),
     ("wrong size", ["--samples", "{big}"], "28x28"),
-    ("n one", ["--n", "1"], "at least 2"),
+    ("n one", ["--n", "1"], "[2, 100,000]"),
     ("n zero", ["--n", "0"], "--n"),
 ])
 def test_evaluate_bad_input(case, argv, needle, bad_files, bad_folders, mnist_root, tmp_path, capsys):

@@ -10,7 +10,8 @@
 After every epoch, --out (default out/) holds epoch_NNN.png (an 8x8 grid from one fixed noise
 batch, so epochs compare; drawn from the generator's moving average once it has 4,690 updates),
 progress.gif (all those grids), log.csv and checkpoint.pt.
-Ctrl-C finishes the current step, saves the checkpoint and exits; --resume carries on from it.
+Ctrl-C or kill (SIGTERM) finishes the current step, saves the checkpoint and exits; --resume carries
+on from it. A second one stops at once, keeping the last complete checkpoint.
 """
 
 import argparse
@@ -33,6 +34,10 @@ from torchvision.utils import save_image
 
 from gan import (
     CHECKPOINT_FORMAT,
+    MAX_BATCH,
+    MAX_NZ,
+    MAX_WIDTH,
+    SEED,
     ArgumentParser,
     add_device_flag,
     Discriminator,
@@ -44,40 +49,36 @@ from gan import (
     load_checkpoint,
     make_writable_dir,
     pick_device,
-    positive_int,
+    bounded,
     save_checkpoint,
     weights_init,
 )
 
-# Settings a resumed run takes from its checkpoint, whatever the command line says.
-RUN_SETTINGS = ("batch_size", "lr_g", "lr_d", "beta1", "beta2", "seed", "ema_decay")
+FRACTION = bounded(float, 0, 1, open_high=True)  # Adam's betas, the moving average's decay
+LEARNING_RATE = bounded(float, 0, 1, open_low=True)
+# Settings a resumed run takes from its checkpoint, whatever the command line says, and the
+# flag type that checks each, on the command line and in the checkpoint alike.
+RUN_SETTINGS = dict(batch_size=bounded(int, 1, MAX_BATCH), lr_g=LEARNING_RATE, lr_d=LEARNING_RATE,
+                    beta1=FRACTION, beta2=FRACTION, seed=SEED, ema_decay=FRACTION)
 LOG_FIELDS = ("epoch", "step", "loss_d", "loss_g", "d_x", "d_g_z", "images_per_s")
-
-
-def ema_decay(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}")
-    return value
 
 
 def parse_args(argv=None):
     p = ArgumentParser(prog="train.py", description="Train a DCGAN on MNIST.")
-    p.add_argument("--epochs", type=positive_int, default=25, help="total epochs to reach (default: 25)")
-    p.add_argument("--batch-size", type=positive_int, default=128, help="images per step (default: 128)")
-    p.add_argument("--lr-g", type=float, default=2e-4, help="generator Adam learning rate (default: 2e-4)")
-    p.add_argument("--lr-d", type=float, default=2e-4, help="discriminator Adam learning rate (default: 2e-4)")
-    p.add_argument("--beta1", type=float, default=0.5, help="Adam beta1 for both (default: 0.5)")
-    p.add_argument("--beta2", type=float, default=0.999, help="Adam beta2 for both (default: 0.999)")
-    p.add_argument("--nz", type=positive_int, default=100, help="latent size (default: 100)")
-    p.add_argument("--g-width", type=positive_int, default=64, help="generator base width (default: 64)")
-    p.add_argument("--d-width", type=positive_int, default=32, help="discriminator base width (default: 32)")
+    p.add_argument("--epochs", type=bounded(int, 1, 10_000), default=25, help="total epochs to reach (default: 25)")
+    p.add_argument("--batch-size", type=RUN_SETTINGS["batch_size"], default=128,
+                   help=f"images per step, at most {MAX_BATCH} and the training set (default: 128)")
+    p.add_argument("--lr-g", type=LEARNING_RATE, default=2e-4, help="generator Adam learning rate (default: 2e-4)")
+    p.add_argument("--lr-d", type=LEARNING_RATE, default=2e-4, help="discriminator Adam learning rate (default: 2e-4)")
+    p.add_argument("--beta1", type=FRACTION, default=0.5, help="Adam beta1 for both (default: 0.5)")
+    p.add_argument("--beta2", type=FRACTION, default=0.999, help="Adam beta2 for both (default: 0.999)")
+    p.add_argument("--nz", type=bounded(int, 1, MAX_NZ), default=100, help="latent size (default: 100)")
+    p.add_argument("--g-width", type=bounded(int, 1, MAX_WIDTH), default=64, help="generator base width (default: 64)")
+    p.add_argument("--d-width", type=bounded(int, 1, MAX_WIDTH), default=32,
+                   help="discriminator base width (default: 32)")
     p.add_argument("--kernel-size", type=int, default=5, choices=[4, 5],
                    help="kernel size of the four stride-2 convolutions (default: 5)")
-    p.add_argument("--ema-decay", type=ema_decay, default=0.99,
+    p.add_argument("--ema-decay", type=FRACTION, default=0.99,
                    help="decay of the generator's moving average, reached by a warm-up (default: 0.99)")
     p.add_argument("--conditional", action="store_true",
                    help="class-conditional: G and D are given the digit label, so sample.py can ask for one")
@@ -87,8 +88,9 @@ def parse_args(argv=None):
     p.add_argument("--amp", default="auto", choices=["auto", "off", "bf16", "fp16"],
                    help="mixed precision; auto: bf16 (else fp16) on CUDA, off on MPS and CPU (default: auto)")
     p.add_argument("--compile", action="store_true", help="torch.compile both networks (default: off)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--log-every", type=positive_int, default=100, help="steps between log lines (default: 100)")
+    p.add_argument("--seed", type=SEED, default=0, help="random seed (default: 0)")
+    p.add_argument("--log-every", type=bounded(int, 1, 1_000_000), default=100,
+                   help="steps between log lines (default: 100)")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
     return p.parse_args(argv)
 
@@ -217,14 +219,25 @@ class Meter:
 
 
 @contextmanager
-def deferred_sigint():
-    """Turn Ctrl-C into a flag the loop checks after each step, so no step is cut in half."""
+def stop_requests():
+    """Ctrl-C (SIGINT) and SIGTERM (kill, docker stop, cluster schedulers) set a flag that the loop
+    checks after each step, so no step is cut in half and the checkpoint gets written. A second
+    signal raises KeyboardInterrupt at once: a long step (--compile warming up) can still be
+    aborted, and a checkpoint being written is dropped under its temporary name (atomic_path)."""
     stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+
+    def request(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        os.write(2, b"stopping after this step (signal again to stop at once)\n")  # print() could re-enter
+
+    previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def rng_state(device):
@@ -256,6 +269,7 @@ def open_checkpoint(args):
     if not os.path.exists(path):
         raise UserError(f"--resume: no checkpoint at {path}")
     checkpoint = load_checkpoint(path)
+    checkpoint["train"] = stored_settings(checkpoint, path)
     if args.conditional and not checkpoint["config"]["num_classes"]:
         raise UserError(f"--conditional: {path} is an unconditional run; resume it without "
                         f"--conditional, or start a conditional one in another --out")
@@ -263,6 +277,17 @@ def open_checkpoint(args):
         raise UserError(f"{path} has already trained {checkpoint['epoch']} epochs: "
                         f"pass --epochs above {checkpoint['epoch']} to train on")
     return checkpoint
+
+
+def stored_settings(checkpoint, path):
+    """The run settings a checkpoint holds, each checked as its command-line flag is."""
+    settings = checkpoint.get("train")
+    for key, check in RUN_SETTINGS.items():
+        try:
+            check(repr(settings[key]))  # repr: a stored string or bool is refused, not converted
+        except (TypeError, KeyError, argparse.ArgumentTypeError):
+            raise UserError(f"{path}: its stored {key} is missing or out of range") from None
+    return {key: settings[key] for key in RUN_SETTINGS}
 
 
 def grid_inputs(config, seed, device):
@@ -290,18 +315,21 @@ def write_gif(out, epochs):
                        duration=[400] * (epochs - 1) + [2000], loop=0)
 
 
-def open_log(out, step):
-    """log.csv for appending; rows past `step` (written after the checkpoint) are dropped."""
+def read_log(out, step):
+    """log.csv's rows up to `step` (rows past it were written after the checkpoint), or none."""
     path = os.path.join(out, "log.csv")
-    rows = []
-    if os.path.exists(path):
-        with open(path, newline="") as f:
-            rows = [row for row in csv.DictReader(f) if int(row["step"]) <= step]
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, LOG_FIELDS)
-        writer.writeheader()
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return [row for row in csv.reader(f) if len(row) == len(LOG_FIELDS) and row[1].isdigit() and int(row[1]) <= step]
+
+
+def write_log(out, rows):
+    """log.csv, written whole under a temporary name and renamed, so no kill leaves half a row."""
+    with atomic_path(os.path.join(out, "log.csv")) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(LOG_FIELDS)
         writer.writerows(rows)
-    return open(path, "a", newline="")
 
 
 def memory_format(device):
@@ -339,10 +367,14 @@ def build(args, device, checkpoint):
     )
     if not checkpoint:
         return config, parts, 0, 0
-    for name, part in parts.items():
-        if checkpoint[name]:  # a disabled GradScaler saves {}
-            part.load_state_dict(checkpoint[name])
-    set_rng_state(checkpoint["rng"], device)
+    try:
+        for name, part in parts.items():
+            if checkpoint[name]:  # a disabled GradScaler saves {}
+                part.load_state_dict(checkpoint[name])
+        set_rng_state(checkpoint["rng"], device)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
+        # torch reports a state that does not fit in any of these
+        raise UserError(f"{args.out}/checkpoint.pt does not fit the run it describes ({type(e).__name__})") from None
     return config, parts, checkpoint["epoch"], checkpoint["step"]
 
 
@@ -373,7 +405,7 @@ def step_arguments(parts, device, args):
 
 def run_epoch(args, data, loop, epoch, step, stop, log):
     """Train on data = (images, labels or None) from `step` to the end of `epoch`, or until
-    Ctrl-C sets `stop`. Appends a log.csv row and prints a line every --log-every steps.
+    a signal sets `stop`. Calls log(row) and prints a line every --log-every steps.
     Returns (step, epoch means, images/s)."""
     images, labels = data
     n, bs = len(images), args.batch_size
@@ -390,7 +422,7 @@ def run_epoch(args, data, loop, epoch, step, stop, log):
         step += 1
         if (i + 1) % args.log_every == 0 or i + 1 == steps_per_epoch:
             means, rate = interval.read()
-            log.writerow([epoch + 1, step, *(f"{m:.4f}" for m in means), f"{rate:.1f}"])
+            log([epoch + 1, step, *(f"{m:.4f}" for m in means), f"{rate:.1f}"])
             left = (args.epochs * steps_per_epoch - step) * bs / rate
             print(f"epoch {epoch + 1}/{args.epochs} step {step}/{args.epochs * steps_per_epoch}  "
                   f"{stat_line(means, rate)}  time left {timedelta(seconds=round(left))}")
@@ -417,6 +449,8 @@ def train(args):
     if checkpoint:
         vars(args).update(checkpoint["train"])
     images, labels = load_mnist(args.data_root, device)
+    if args.batch_size > len(images):
+        raise UserError(f"--batch-size {args.batch_size} is larger than the training set ({len(images)} images)")
     make_writable_dir(args.out)
     config, parts, epoch, step = build(args, device, checkpoint)
     if checkpoint:
@@ -433,11 +467,16 @@ def train(args):
     grid = grid_inputs(config, args.seed, device)
     resume_hint = f"continue with: python train.py --resume --out {args.out} --epochs {args.epochs}"
     steps_per_epoch = math.ceil(len(images) / args.batch_size)
-    with open_log(args.out, step) as log_file, deferred_sigint() as stop:
+    rows = read_log(args.out, step)
+
+    def log(row):
+        rows.append(row)
+        write_log(args.out, rows)
+
+    with stop_requests() as stop:
         for epoch in range(epoch, args.epochs):
-            step, means, rate = run_epoch(args, data, loop, epoch, step, stop, csv.writer(log_file))
-            log_file.flush()
-            if step < (epoch + 1) * steps_per_epoch:  # Ctrl-C mid-epoch
+            step, means, rate = run_epoch(args, data, loop, epoch, step, stop, log)
+            if step < (epoch + 1) * steps_per_epoch:  # stopped mid-epoch
                 save_run(args, config, parts, epoch, step)
                 print(f"interrupted at epoch {epoch + 1}, step {step}: saved checkpoint.pt; {resume_hint}")
                 return
@@ -464,6 +503,10 @@ def main(argv=None):
     except UserError as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # a second signal, or Ctrl-C before training began
+        print(f"train.py: stopped at once; {args.out}/checkpoint.pt is the last complete checkpoint, if any",
+              file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

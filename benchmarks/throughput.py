@@ -23,7 +23,6 @@ and profiles which ops take the kit step's time.
 """
 
 import contextlib
-import csv
 import io
 import math
 import os
@@ -43,16 +42,17 @@ from torchvision import transforms
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import train  # noqa: E402  (the kit lives one folder up)
 from gan import (  # noqa: E402
-    ArgumentParser, Discriminator, Generator, UserError, add_device_flag, pick_device, positive_int, weights_init)
+    MAX_BATCH, ArgumentParser, Discriminator, Generator, UserError, add_device_flag, bounded, pick_device, weights_init)
 
 
 def parse_args(argv=None):
     p = ArgumentParser(prog="throughput.py", description="Images/s of DCGAN training steps.")
     add_device_flag(p)
-    p.add_argument("--batch-size", type=positive_int, default=128, help="images per step (default: 128)")
-    p.add_argument("--steps", type=positive_int, default=30, help="timed steps per repeat (default: 30)")
-    p.add_argument("--warmup", type=positive_int, default=5, help="untimed steps first (default: 5)")
-    p.add_argument("--repeats", type=positive_int, default=3, help="repeats; the median counts (default: 3)")
+    p.add_argument("--batch-size", type=bounded(int, 1, MAX_BATCH), default=128, help="images per step (default: 128)")
+    # --steps and --warmup batches are cut from the training set, so steps x batch size must fit in it.
+    p.add_argument("--steps", type=bounded(int, 1, 10_000), default=30, help="timed steps per repeat (default: 30)")
+    p.add_argument("--warmup", type=bounded(int, 1, 10_000), default=5, help="untimed steps first (default: 5)")
+    p.add_argument("--repeats", type=bounded(int, 1, 100), default=3, help="repeats; the median counts (default: 3)")
     p.add_argument("--data-root", default="data", help="folder holding MNIST/raw/ (default: data)")
     return p.parse_args(argv)
 
@@ -113,7 +113,7 @@ def kit_runner(args, device, data, *flags):
     def run(steps):
         images = data[:steps * args.batch_size]
         with contextlib.redirect_stdout(io.StringIO()):
-            train.run_epoch(kit, (images, None), loop, epoch[0], epoch[0] * steps, stop, csv.writer(io.StringIO()))
+            train.run_epoch(kit, (images, None), loop, epoch[0], epoch[0] * steps, stop, log=lambda row: None)
         epoch[0] += 1
         return len(images)
 
@@ -215,6 +215,8 @@ def measure(args, device):
     """The data; kit_runner's (run, parts, loop, kit) for the default, which report() goes on using;
     each variant's median images/s and the FLOPs of one of its steps; the matmul rates."""
     data, _ = train.load_mnist(args.data_root, device)
+    if max(args.steps, args.warmup) * args.batch_size > len(data):
+        raise UserError(f"--steps and --warmup times --batch-size must fit in the {len(data)} training images")
     default = kit_runner(args, device, data)
     run_default, _, loop, _ = default
     examples_sizes, _, examples_loop, _ = kit_runner(args, device, data, *EXAMPLES_SIZES)
