@@ -28,20 +28,9 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms.functional import pil_to_tensor
 
-from gan import (
-    SEED,
-    ArgumentParser,
-    add_device_flag,
-    bounded,
-    UserError,
-    atomic_path,
-    generator_from_checkpoint,
-    load_checkpoint,
-    make_writable_dir,
-    pick_device,
-)
-from sample import sample_batches
-from train import load_mnist
+from gan import (SEED, ArgumentParser, UserError, add_device_flag, atomic_path, bounded, generate_batches,
+                 generator_from_checkpoint, load_checkpoint, load_mnist, make_writable_dir, pick_device,
+                 seeded_noise)
 
 SCORES = ("frechet", "digits_covered", "kl_to_uniform", "is_analog", "confidence")
 
@@ -241,7 +230,7 @@ def evaluate(args):
     else:
         G = generator_from_checkpoint(load_checkpoint(args.checkpoint), ema=not args.no_ema).to(device)
         labels = torch.arange(args.n) % G.num_classes if G.num_classes else None
-        batches = list(sample_batches(G, args.n, args.batch_size, args.seed, labels))
+        batches = list(generate_batches(G, seeded_noise(args.n, G.nz, args.seed), labels, args.batch_size))
     if args.json:
         if os.path.isdir(args.json):
             raise UserError(f"--json {args.json} is a folder")

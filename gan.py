@@ -1,28 +1,26 @@
-"""DCGAN for 28x28 MNIST digits: the generator, the discriminator, the DCGAN weight init,
-and the few helpers that train.py and sample.py share (device choice, checkpoints, errors).
+"""DCGAN for 28x28 MNIST digits (Radford et al. 2015): the generator, the discriminator and the
+DCGAN weight init, then the helpers that train.py, sample.py, evaluate.py and the benchmark share.
+Importing this file runs nothing.
 
-Importing this file runs nothing. The networks follow Radford et al. 2015 ("DCGAN"), sized for
-MNIST's native 28x28 pixels instead of the 64x64 that pytorch/examples resizes to: the same
-recipe at under a quarter of the FLOPs per image. Their 5x5 kernels are the DCGAN authors' own
-(pytorch/examples uses 4x4), and D is half as wide as G: measured better, for 4-8% more time
-per step (README).
+The networks are sized for MNIST's native 28x28 pixels, not the 64x64 that pytorch/examples
+resizes to: the same recipe at under a quarter of the FLOPs per image.
 """
 
 import argparse
 import math
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import torch
+import torch.nn.functional as F
+import torchvision
 from torch import nn
 
 
 class Generator(nn.Module):
-    """Maps noise z of shape (N, nz) to images of shape (N, channels, 28, 28) in [-1, 1].
-
-    With num_classes > 0 it is class-conditional: forward(z, labels) also takes the (N,) int64
-    labels, whose learned embedding (num_classes numbers per label) is joined to z.
-    """
+    """Noise z (N, nz) -> images (N, channels, 28, 28) in [-1, 1]. With num_classes > 0 it is
+    class-conditional: forward(z, labels) also takes the (N,) int64 digits, whose learned
+    embedding is joined to z."""
 
     def __init__(self, *, nz=100, width=64, channels=1, num_classes=0, kernel_size=5):
         super().__init__()
@@ -30,21 +28,18 @@ class Generator(nn.Module):
         k, pad, out_pad = kernel_size, (kernel_size - 1) // 2, kernel_size % 2  # 7 -> 14 -> 28 for k = 4 or 5
         # Left at PyTorch's N(0, 1) init (weights_init skips it): the same scale as z beside it.
         self.embed = nn.Embedding(num_classes, num_classes) if num_classes else None
-        # (N, nz [+ classes]) -> (N, 4w * 7 * 7): the DCGAN paper's "projection", a matrix product
-        # whose result net reshapes to 7x7 maps. (As a ConvTranspose2d on a 1x1 input, which is the
-        # same product, oneDNN took 4x as long: 7% of a CPU step.)
+        # The paper's "projection": a matrix product reshaped into 7x7 maps. (pytorch/examples
+        # computes it as a transposed conv on a 1x1 input, which oneDNN runs 4x slower.)
         self.project = nn.Linear(nz + num_classes, width * 4 * 7 * 7, bias=False)
         self.net = nn.Sequential(
             nn.Unflatten(1, (width * 4, 7, 7)),  # (N, 4w * 7 * 7) -> (N, 4w, 7, 7)
             nn.BatchNorm2d(width * 4),
             nn.ReLU(inplace=True),
-            # (N, 4w, 7, 7) -> (N, 2w, 14, 14)
-            nn.ConvTranspose2d(width * 4, width * 2, k, 2, pad, out_pad, bias=False),
+            nn.ConvTranspose2d(width * 4, width * 2, k, 2, pad, out_pad, bias=False),  # -> (N, 2w, 14, 14)
             nn.BatchNorm2d(width * 2),
             nn.ReLU(inplace=True),
-            # (N, 2w, 14, 14) -> (N, C, 28, 28); Tanh matches data scaled to [-1, 1]
-            nn.ConvTranspose2d(width * 2, channels, k, 2, pad, out_pad),
-            nn.Tanh(),
+            nn.ConvTranspose2d(width * 2, channels, k, 2, pad, out_pad),  # -> (N, C, 28, 28)
+            nn.Tanh(),  # [-1, 1], the range the data is scaled to
         )
 
     def forward(self, z, labels=None):
@@ -54,36 +49,30 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Maps images (N, channels, 28, 28) to one real-vs-fake logit per image, shape (N,).
-
-    It returns logits, not probabilities: the loss is BCEWithLogitsLoss, which fuses the
-    sigmoid into the log and stays exact under autocast (Sigmoid + BCELoss does not).
+    """Images (N, channels, 28, 28) -> one real-vs-fake logit each, (N,). Logits, not
+    probabilities: BCEWithLogitsLoss fuses the sigmoid into the log, exact under autocast
+    (Sigmoid + BCELoss is not).
 
     With num_classes > 0, forward(x, labels) judges "a real image of this digit": a projection
     discriminator (Miyato & Koyama 2018), where each class adds its own 7x7 kernel to the final
-    one. The kernels start at zero, so training starts from the unconditional DCGAN.
-    """
+    one. The kernels start at zero, so training starts from the unconditional DCGAN."""
 
     def __init__(self, *, width=32, channels=1, num_classes=0, kernel_size=5):
         super().__init__()
-        self.num_classes = num_classes
         k, pad = kernel_size, (kernel_size - 1) // 2  # 28 -> 14 -> 7 for k = 4 or 5
         self.class_kernels = nn.Parameter(torch.zeros(num_classes, width * 2, 7, 7)) if num_classes else None
         self.net = nn.Sequential(
-            # (N, C, 28, 28) -> (N, w, 14, 14); no BatchNorm on the input layer (DCGAN paper)
-            nn.Conv2d(channels, width, k, 2, pad),
+            nn.Conv2d(channels, width, k, 2, pad),  # -> (N, w, 14, 14); no BatchNorm on the input layer
             nn.LeakyReLU(0.2, inplace=True),
-            # (N, w, 14, 14) -> (N, 2w, 7, 7); no bias where BatchNorm's shift follows
-            nn.Conv2d(width, width * 2, k, 2, pad, bias=False),
+            nn.Conv2d(width, width * 2, k, 2, pad, bias=False),  # -> (N, 2w, 7, 7); BatchNorm shifts
             nn.BatchNorm2d(width * 2),
             nn.LeakyReLU(0.2, inplace=True),
-            # (N, 2w, 7, 7) -> (N, 1, 1, 1): a 7x7 kernel sees the whole map
-            nn.Conv2d(width * 2, 1, 7, 1, 0),
+            nn.Conv2d(width * 2, 1, 7, 1, 0),  # -> (N, 1, 1, 1): a 7x7 kernel sees the whole map
         )
 
     def forward(self, x, labels=None):
         if self.class_kernels is None:
-            return self.net(x).flatten()  # (N, 1, 1, 1) -> (N,)
+            return self.net(x).flatten()  # (N,)
         features = self.net[:-1](x)  # (N, 2w, 7, 7)
         projection = (features * self.class_kernels[labels]).sum((1, 2, 3))  # (N,)
         return self.net[-1](features).flatten() + projection
@@ -101,20 +90,125 @@ def weights_init(module):
         nn.init.zeros_(module.bias)
 
 
+# ----------------------------------------------------------------------------
+# Helpers shared by the scripts: networks from a configuration, the training step, sampling,
+# data, checkpoints, and the one-line errors.
+
+
+def build_networks(config):
+    """(G, D) with the sizes of a configuration dict (as train.py stores it), DCGAN-initialised."""
+    sizes = dict(channels=config["channels"], num_classes=config["num_classes"], kernel_size=config["kernel_size"])
+    G = Generator(nz=config["nz"], width=config["g_width"], **sizes)
+    D = Discriminator(width=config["d_width"], **sizes)
+    return G.apply(weights_init), D.apply(weights_init)
+
+
+def train_step(G, D, opt_g, opt_d, scaler, real, labels, autocast, ema, ema_decay):
+    """One DCGAN step: D learns real (target 1) from fake (target 0), then G learns to make D say
+    real; then `ema`, the moving average of G, moves toward G by `ema_decay`. `labels` (B,) are
+    the real images' digits for a conditional GAN (the fakes are asked for the same), else None.
+    Returns a (4,) device tensor: loss_d, loss_g, D(x), D(G(z)). Nothing here reads a device
+    value (.item(), bool()): each read would make the host wait for the device."""
+    torch.compiler.cudagraph_mark_step_begin()  # --compile on CUDA: a new step, so CUDA graphs may reuse memory
+    z = torch.randn(real.size(0), G.nz, device=real.device)
+    with autocast:
+        fake = G(z, labels)  # (B, 1, 28, 28)
+        # Two D calls: one batch of both would mix real and fake BatchNorm statistics.
+        logit_real, logit_fake = D(real, labels), D(fake.detach(), labels)  # (B,), (B,); no G grads
+        loss_d = (F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
+                  + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)))
+    # fp16 loss scaling with two optimizers, as PyTorch's AMP examples do it: each loss scaled, each
+    # optimizer stepped through the scaler (which skips it if its gradients overflowed), update()
+    # once after both. The fused Adams check for overflow on the device: no sync.
+    opt_d.zero_grad(set_to_none=True)
+    scaler.scale(loss_d).backward()
+    scaler.step(opt_d)
+
+    D.requires_grad_(False)  # G's loss needs gradients through D, not for D's own weights
+    with autocast:
+        logit_gen = D(fake, labels)
+        # Non-saturating loss: maximise log D(G(z)) rather than minimise log(1 - D(G(z))),
+        # which has almost no gradient early on, when D rejects every fake with confidence.
+        loss_g = F.binary_cross_entropy_with_logits(logit_gen, torch.ones_like(logit_gen))
+    opt_g.zero_grad(set_to_none=True)
+    scaler.scale(loss_g).backward()
+    scaler.step(opt_g)
+    scaler.update()
+    D.requires_grad_(True)
+    update_average(ema, G, ema_decay)
+    probs = [logit.detach().float().sigmoid().mean() for logit in (logit_real, logit_fake)]
+    return torch.stack([loss_d.detach().float(), loss_g.detach().float(), *probs])
+
+
+@torch.no_grad()
+def update_average(average, G, decay):
+    """average = decay * average + (1 - decay) * G, over G's weights and BatchNorm statistics.
+    (AveragedModel.update_parameters reads its update counter from the device on every call.)"""
+    for mean, new in zip(average.state_dict().values(), G.state_dict().values()):
+        if mean.is_floating_point():
+            mean.lerp_(new, 1 - decay)
+        else:  # BatchNorm's count of batches seen
+            mean.copy_(new)
+
+
+def warmed_up_decay(step, decay):
+    """The moving average's decay at `step` (from 0): min(decay, (1 + step) / (10 + step)), so
+    the average forgets the random initial weights fast; a fixed 0.999 would still hold
+    0.999^469 = 63% of them after an epoch of 469 steps."""
+    return min(decay, (1 + step) / (10 + step))
+
+
+def seeded_noise(n, nz, seed):
+    """(n, nz) noise from a CPU generator of its own: for a seed, the same on every device."""
+    return torch.randn(n, nz, generator=torch.Generator().manual_seed(seed))
+
+
+def grid_labels(num_classes, per_digit):
+    """The digits of a grid with one row per digit: 0 (per_digit times), 1, ... (num_classes * per_digit,)."""
+    return torch.arange(num_classes).repeat_interleave(per_digit)
+
+
 @torch.no_grad()
 def generate(G, z, labels=None):
-    """Images (N, C, 28, 28) in [-1, 1] for noise z (N, nz) (and labels (N,) if G is conditional),
-    with BatchNorm in eval mode: the running statistics from training, so an image does not
-    depend on the rest of its batch."""
+    """Images (N, C, 28, 28) in [-1, 1] for noise z (N, nz) (and digits (N,) if G is conditional),
+    with BatchNorm's running statistics, so an image does not depend on the rest of its batch."""
     was_training = G.training
     G.eval()
-    images = G(z, labels)
+    device = next(G.parameters()).device
+    images = G(z.to(device), None if labels is None else labels.to(device))
     G.train(was_training)
     return images
 
 
-# ----------------------------------------------------------------------------
-# Helpers shared by the scripts
+def generate_batches(G, z, labels, batch_size):
+    """Yield generate() of z and labels (or None) `batch_size` at a time, on the CPU: the memory
+    of one batch, and the same images whatever the batch size."""
+    for start in range(0, len(z), batch_size):
+        batch_labels = None if labels is None else labels[start:start + batch_size]
+        yield generate(G, z[start:start + batch_size], batch_labels).float().cpu()
+
+
+def load_mnist(root, device, train=True):
+    """MNIST's training (or test) set on `device`: images (N, 1, 28, 28) in [-1, 1], labels (N,).
+    Scaled once and indexed into batches: the common examples' DataLoader converts every image
+    from PIL on every epoch, which is what makes them slow."""
+    raw = os.path.join(root, "MNIST", "raw")
+    new_dirs = [d for d in (raw, os.path.dirname(raw), root) if not os.path.isdir(d)]
+    try:
+        dataset = torchvision.datasets.MNIST(root, train=train, download=True)
+    except Exception as e:  # torchvision reports a failed download and a bad file in many types
+        for d in new_dirs:  # the folders torchvision made for its download, innermost first
+            with suppress(OSError):
+                os.rmdir(d)  # only if empty: never anything the user put there
+        if not os.path.isfile(os.path.join(raw, "train-images-idx3-ubyte")):
+            raise UserError(f"MNIST is not in {raw}/ and could not be downloaded: put the four IDX files "
+                            f"there, or pass --data-root FOLDER whose MNIST/raw/ holds them") from None
+        raise UserError(f"corrupt MNIST file in {raw}/ ({type(e).__name__}: {e})".splitlines()[0]) from None
+    images, labels = dataset.data, dataset.targets  # (N, 28, 28) uint8, (N,) int64
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or len(labels) != len(images):
+        raise UserError(f"corrupt MNIST file in {raw}/: {tuple(images.shape)} images, {len(labels)} labels")
+    images = images.to(device).unsqueeze(1).float().div_(127.5).sub_(1)  # uint8 travels, then floats
+    return images, labels.to(device)
 
 
 class UserError(Exception):
@@ -130,7 +224,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def bounded(kind, low, high, *, open_low=False, open_high=False):
     """argparse type: a number of `kind` (int or float) from `low` to `high`, an open end excluding
-    that bound. NaN and infinities fail every comparison or bound, so they are refused too."""
+    that bound. NaN and infinities fail a comparison or a bound, so they are refused too."""
     interval = f"{'(' if open_low else '['}{low:,}, {high:,}{')' if open_high else ']'}"
 
     def parse(text):
@@ -138,18 +232,16 @@ def bounded(kind, low, high, *, open_low=False, open_high=False):
             value = kind(text)
         except ValueError:
             value = math.nan
-        above = low < value if open_low else low <= value
-        below = value < high if open_high else value <= high
-        if not (above and below):
-            raise argparse.ArgumentTypeError(
-                f"must be {'an integer' if kind is int else 'a number'} in {interval}, got {text!r}")
+        if not ((low < value if open_low else low <= value) and (value < high if open_high else value <= high)):
+            raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'} "
+                                             f"in {interval}, got {text!r}")
         return value
     return parse
 
 
 # Limits of the flags that size memory: far above what MNIST needs, far below what a machine lacks.
 MAX_NZ, MAX_WIDTH, MAX_BATCH = 1024, 512, 4096
-SEED = bounded(int, 0, 2**32 - 1)  # the range every torch.Generator takes
+SEED = bounded(int, 0, 2**32 - 1)  # what every torch.Generator takes
 
 
 def add_device_flag(parser):
@@ -159,11 +251,7 @@ def add_device_flag(parser):
 
 def pick_device(name):
     """'auto' picks CUDA, then Apple's MPS, then the CPU; a named device must exist here."""
-    available = {
-        "cuda": torch.cuda.is_available(),
-        "mps": torch.backends.mps.is_available(),
-        "cpu": True,
-    }
+    available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(), "cpu": True}
     if name == "auto":
         name = next(dev for dev, ok in available.items() if ok)
     elif not available[name]:
@@ -183,8 +271,8 @@ def make_writable_dir(path):
 
 @contextmanager
 def atomic_path(path):
-    """Yield a temporary name beside `path`, renamed onto `path` only if the block succeeds,
-    so a crash or Ctrl-C never leaves a half-written file under the real name."""
+    """Yield a temporary name beside `path`, renamed onto `path` only if the block succeeds, so a
+    crash, a kill or Ctrl-C never leaves a half-written file under the real name."""
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         yield tmp
@@ -199,24 +287,23 @@ def save_checkpoint(checkpoint, path):
         torch.save(checkpoint, tmp)
 
 
-# The layout of train.py's checkpoint.pt; a file of another layout is refused, not converted.
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 2  # the layout of train.py's checkpoint.pt; other layouts are refused
+# What each configuration entry may hold: the networks are built from these numbers before any
+# weight is read, so a forged file must not ask for a network the size of the machine.
+CONFIG_VALUES = dict(nz=range(1, MAX_NZ + 1), g_width=range(1, MAX_WIDTH + 1), d_width=range(1, MAX_WIDTH + 1),
+                     channels=(1,), num_classes=(0, 10), kernel_size=(4, 5))
 
 
 def load_checkpoint(path):
-    """Load a checkpoint written by train.py onto the CPU, or raise a one-line UserError.
-
-    weights_only=True: the file may come from anywhere, and unpickling arbitrary objects
-    could run code. The kit's checkpoints hold only tensors, numbers, strings and dicts.
-    """
+    """A checkpoint written by train.py, on the CPU, or a one-line UserError. weights_only=True:
+    the file may come from anywhere, and unpickling arbitrary objects could run code."""
     if not os.path.isfile(path):
         raise UserError(f"no checkpoint at {path} (train one with: python train.py)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a damaged file can fail in zip, pickle or tensor code
+    except Exception as e:  # a damaged or hostile file can fail in zip, pickle or tensor code
         raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__})") from None
-    if (not isinstance(checkpoint, dict) or not {"config", "generator"} <= checkpoint.keys()
-            or not all(isinstance(checkpoint[key], dict) for key in ("config", "generator"))):
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("config"), dict):
         raise UserError(f"{path} is not a DCGAN kit checkpoint")
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} was written by another version of the kit (checkpoint format "
@@ -225,15 +312,9 @@ def load_checkpoint(path):
     return checkpoint
 
 
-# What each configuration entry may hold: the networks are built from these numbers before any
-# weight is read, so a forged file must not be able to ask for a network the size of the machine.
-CONFIG_VALUES = dict(nz=range(1, MAX_NZ + 1), g_width=range(1, MAX_WIDTH + 1), d_width=range(1, MAX_WIDTH + 1),
-                     channels=(1,), num_classes=(0, 10), kernel_size=(4, 5))
-
-
 def check_contents(checkpoint, path):
-    """Raise a UserError unless the checkpoint's configuration, counters and weights have the
-    types and ranges that train.py writes (the optimizers are checked when a run resumes)."""
+    """A UserError unless the configuration, counters and weights have the types and ranges that
+    train.py writes (the optimizers' states are checked when a run resumes)."""
     config = checkpoint["config"]
     for key, allowed in CONFIG_VALUES.items():
         if type(config.get(key)) is not int or config[key] not in allowed:
@@ -247,28 +328,23 @@ def check_contents(checkpoint, path):
             raise UserError(f"{path}: its {key} entry is not a set of weights")
 
 
-# The moving average of G's weights is the default only once it has averaged enough steps:
-# by Frechet distance worse than the raw weights after 1 and 3 epochs of 469 steps, mostly better from 10 on (README).
+# The moving average is the default generator once it has averaged this many steps: by Frechet
+# distance worse than the raw weights after 1 and 3 epochs of 469 steps, mostly better from 10 on.
 EMA_AFTER_STEPS = 4690
 
 
 def ema_ready(steps):
-    """Whether a moving average of `steps` updates (one per training step) is the better generator."""
+    """Whether the moving average after `steps` training steps is the better generator."""
     return steps >= EMA_AFTER_STEPS
 
 
 def generator_from_checkpoint(checkpoint, ema=True):
-    """Rebuild the generator from the sizes stored in the checkpoint, then load its weights:
-    the moving average of them (train.py's update_average) if `ema` and that is ema_ready."""
-    config = checkpoint["config"]
-    G = Generator(nz=config["nz"], width=config["g_width"], channels=config["channels"],
-                  num_classes=config["num_classes"], kernel_size=config["kernel_size"])
-    weights = checkpoint["generator"]
-    if ema and checkpoint.get("ema") and ema_ready(checkpoint["step"]):
-        weights = checkpoint["ema"]
+    """G rebuilt from the checkpoint's configuration, with its weights: their moving average if
+    `ema` and that is ema_ready."""
+    G, _ = build_networks(checkpoint["config"])
+    use_ema = ema and ema_ready(checkpoint["step"])
     try:
-        G.load_state_dict(weights)
-    except (RuntimeError, TypeError) as e:
-        first_line = str(e).splitlines()[0]
-        raise UserError(f"checkpoint weights do not fit its configuration: {first_line}") from None
+        G.load_state_dict(checkpoint["ema" if use_ema else "generator"])
+    except RuntimeError as e:
+        raise UserError(f"checkpoint weights do not fit its configuration: {str(e).splitlines()[0]}") from None
     return G

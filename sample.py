@@ -23,23 +23,12 @@ import torch
 from PIL import Image
 from torchvision.utils import save_image
 
-from gan import (
-    SEED,
-    ArgumentParser,
-    add_device_flag,
-    bounded,
-    UserError,
-    atomic_path,
-    generate,
-    generator_from_checkpoint,
-    load_checkpoint,
-    make_writable_dir,
-    pick_device,
-)
+from gan import (SEED, ArgumentParser, UserError, add_device_flag, atomic_path, bounded, generate, generate_batches,
+                 generator_from_checkpoint, grid_labels, load_checkpoint, make_writable_dir, pick_device, seeded_noise)
 
 NUMBER_CROP = 3  # pixels cut from each side of a digit in --number, so its digits sit close
 # A grid is built whole in memory (10,000 digits: about 150 MB); a folder is written a batch at a time.
-MAX_GRID, MAX_FOLDER = 10_000, 1_000_000
+MAX_GRID, MAX_FOLDER = 10_000, 100_000
 
 
 def digit(text):
@@ -65,8 +54,7 @@ def parse_args(argv=None):
     add_device_flag(p)
     p.add_argument("--no-ema", action="store_true",
                    help="use the generator's raw weights, even where their moving average is the default")
-    p.add_argument("--nrow", type=bounded(int, 1, MAX_GRID), default=None,
-                   help="digits per grid row (default: about sqrt(n))")
+    p.add_argument("--nrow", type=bounded(int, 1, MAX_GRID), default=None, help="digits per grid row (default: about sqrt(n))")
     p.add_argument("--batch-size", type=bounded(int, 1, 10_000), default=500,
                    help="digits generated at a time, which bounds memory (default: 500)")
     which = p.add_mutually_exclusive_group()
@@ -79,44 +67,47 @@ def parse_args(argv=None):
     return args
 
 
-def sample_batches(G, n, batch_size, seed, labels=None):
-    """Yield generated images in batches of at most `batch_size`, on the CPU, in [-1, 1];
-    `labels` (n,) says which digit each one is, for a conditional G."""
-    device = next(G.parameters()).device
-    noise = torch.Generator().manual_seed(seed)  # CPU noise: the same digits on every device
-    for start in range(0, n, batch_size):
-        z = torch.randn(min(batch_size, n - start), G.nz, generator=noise)  # (B, nz)
-        batch_labels = None if labels is None else labels[start:start + len(z)].to(device)
-        yield generate(G, z.to(device), batch_labels).float().cpu()  # (B, C, 28, 28)
+def write(G, args):
+    to_folder = args.out.endswith(("/", os.sep)) or os.path.isdir(args.out)
+    if args.number:
+        if to_folder:
+            raise UserError(f"--number writes one PNG: give --out a file name, not the folder {args.out}")
+        write_png(number_image(G, args.number, args.count or 1, args.seed), len(args.number), args.out, padding=0)
+        print(f"wrote {args.out}: the number {args.number}, {args.count or 1} row(s)")
+        return
+    labels, nrow = plan(G, args, to_folder)
+    z = seeded_noise(len(labels) if labels is not None else args.n, G.nz, args.seed)
+    if to_folder:
+        make_writable_dir(args.out)
+        write_folder(generate_batches(G, z, labels, args.batch_size), args.out)
+        print(f"wrote {len(z)} PNGs to {args.out}")
+    elif len(z) > MAX_GRID:
+        raise UserError(f"--n {args.n}: a grid holds at most {MAX_GRID:,} digits; for more, "
+                        f"write one PNG each into a folder: --out {os.path.splitext(args.out)[0]}/")
+    else:
+        write_png(torch.cat(list(generate_batches(G, z, labels, args.batch_size))), nrow, args.out)
+        print(f"wrote {args.out}: {len(z)} digits, {nrow} per row")
+
+
+def plan(G, args, to_folder):
+    """(the digit of each image or None, images per grid row). A conditional G draws --digit, or in
+    a grid one row per digit, ceil(n / 10) wide, or into a folder 0 1 2 ... 9 0 1 ... in turn."""
+    if not G.num_classes:
+        return None, args.nrow or math.ceil(math.sqrt(args.n))
+    if args.digit is not None:
+        return torch.full((args.n,), args.digit), args.nrow or math.ceil(math.sqrt(args.n))
+    if to_folder:
+        return torch.arange(args.n) % G.num_classes, None
+    per_digit = math.ceil(args.n / G.num_classes)
+    return grid_labels(G.num_classes, per_digit), per_digit
 
 
 def number_image(G, text, count, seed):
     """`count` rows, each the digits of `text` side by side from one noise vector (one hand per
     row), cropped by NUMBER_CROP px left and right: (count * len(text), C, 28, 28 - 2 * crop)."""
-    device = next(G.parameters()).device
-    z = torch.randn(count, G.nz, generator=torch.Generator().manual_seed(seed))  # (count, nz)
-    z = z.repeat_interleave(len(text), dim=0)  # each row's noise for each of its digits
+    z = seeded_noise(count, G.nz, seed).repeat_interleave(len(text), dim=0)  # each row's noise for each digit
     labels = torch.tensor([int(c) for c in text]).repeat(count)  # (count * len(text),)
-    images = generate(G, z.to(device), labels.to(device)).float().cpu()
-    return images[..., NUMBER_CROP:28 - NUMBER_CROP]
-
-
-def digit_labels(G, args):
-    """The digit of each of the --n images: the --digit, or 0 1 2 ... 9 0 1 ... for a conditional G."""
-    if not G.num_classes:
-        return None
-    if args.digit is not None:
-        return torch.full((args.n,), args.digit)
-    return torch.arange(args.n) % G.num_classes
-
-
-def grid_plan(G, args):
-    """(labels or None, images per row) for a grid: a conditional G without --digit draws one
-    row per digit, each ceil(n / 10) wide."""
-    if G.num_classes and args.digit is None:
-        per_digit = math.ceil(args.n / G.num_classes)
-        return torch.arange(G.num_classes).repeat_interleave(per_digit), per_digit
-    return digit_labels(G, args), args.nrow or math.ceil(math.sqrt(args.n))
+    return generate(G, z, labels).float().cpu()[..., NUMBER_CROP:28 - NUMBER_CROP]
 
 
 def write_folder(batches, folder):
@@ -134,28 +125,6 @@ def write_png(images, nrow, path, padding=2):
     make_writable_dir(os.path.dirname(path) or ".")
     with atomic_path(path) as tmp:
         save_image(images, tmp, format="png", nrow=nrow, padding=padding, normalize=True, value_range=(-1, 1))
-
-
-def write(G, args):
-    to_folder = args.out.endswith(("/", os.sep)) or os.path.isdir(args.out)
-    if args.number:
-        if to_folder:
-            raise UserError(f"--number writes one PNG: give --out a file name, not the folder {args.out}")
-        count = args.count or 1
-        write_png(number_image(G, args.number, count, args.seed), len(args.number), args.out, padding=0)
-        print(f"wrote {args.out}: the number {args.number}, {count} row{'s' * (count > 1)}")
-    elif to_folder:
-        make_writable_dir(args.out)
-        write_folder(sample_batches(G, args.n, args.batch_size, args.seed, digit_labels(G, args)), args.out)
-        print(f"wrote {args.n} PNGs to {args.out}")
-    else:
-        labels, nrow = grid_plan(G, args)
-        n = args.n if labels is None else len(labels)
-        if n > MAX_GRID:
-            raise UserError(f"--n {args.n}: a grid holds at most {MAX_GRID:,} digits; "
-                            f"for more, write one PNG each into a folder: --out {os.path.splitext(args.out)[0]}/")
-        write_png(torch.cat(list(sample_batches(G, n, args.batch_size, args.seed, labels))), nrow, args.out)
-        print(f"wrote {args.out}: {n} digits, {nrow} per row")
 
 
 def main(argv=None):

@@ -173,7 +173,7 @@ def test_train_step_changes_both_networks():
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     real = torch.rand(16, 1, 28, 28) * 2 - 1
     for _ in range(3):
-        stats = train.train_step(G, D, opt_g, opt_d, scaler, real, None, nullcontext(), copy.deepcopy(G), 0.99)
+        stats = gan.train_step(G, D, opt_g, opt_d, scaler, real, None, nullcontext(), copy.deepcopy(G), 0.99)
     assert stats.shape == (4,) and torch.isfinite(stats).all()
     assert 0 < stats[2] < 1 and 0 < stats[3] < 1  # D(x), D(G(z)) are probabilities
     after = list((*G.parameters(), *D.parameters()))
@@ -268,7 +268,7 @@ def test_conditional_gan_follows_the_label():
     ema = copy.deepcopy(G)
     for _ in range(100):
         batch = torch.randint(0, len(images), (64,))
-        train.train_step(G, D, opt_g, opt_d, scaler, images[batch], labels[batch], nullcontext(), ema, 0.99)
+        gan.train_step(G, D, opt_g, opt_d, scaler, images[batch], labels[batch], nullcontext(), ema, 0.99)
     asked = torch.arange(200) % 10
     rows = gan.generate(G, torch.randn(200, 16), asked)[:, 0].mean(2)  # (200, 28) row brightness
     bar = torch.stack([rows[:, 4 + 2 * k:6 + 2 * k].mean(1) for k in range(10)], dim=1)  # (200, 10)
@@ -289,11 +289,11 @@ def test_ema_lags_the_weights_and_moves_toward_them():
     ema = copy.deepcopy(G)
     real = torch.rand(16, 1, 28, 28) * 2 - 1
     for _ in range(5):
-        train.train_step(G, D, opt_g, opt_d, torch.amp.GradScaler("cpu", enabled=False), real, None,
+        gan.train_step(G, D, opt_g, opt_d, torch.amp.GradScaler("cpu", enabled=False), real, None,
                          nullcontext(), ema, 0.9)
     gap = (flat_weights(ema) - flat_weights(G)).norm()
     assert gap > 0, "the average equals the raw weights"
-    train.update_average(ema, G, 0.9)  # one more update with G held still: the average closes in
+    gan.update_average(ema, G, 0.9)  # one more update with G held still: the average closes in
     assert (flat_weights(ema) - flat_weights(G)).norm() < gap
     averaged_mean = ema.net[1].running_mean  # BatchNorm statistics are averaged too
     assert not torch.equal(averaged_mean, G.net[1].running_mean) and averaged_mean.abs().sum() > 0
@@ -304,7 +304,7 @@ def test_update_average_is_the_exponential_moving_average():
     average, G = gan.Generator(nz=16, width=8), gan.Generator(nz=16, width=8)
     G(torch.randn(8, 16))  # moves G's BatchNorm statistics and batch count away from the average's
     before = copy.deepcopy(average.state_dict())
-    train.update_average(average, G, 0.75)
+    gan.update_average(average, G, 0.75)
     for name, new in G.state_dict().items():
         expected = 0.75 * before[name] + 0.25 * new if new.is_floating_point() else new
         assert torch.allclose(average.state_dict()[name], expected, atol=1e-7), name
@@ -318,7 +318,7 @@ def test_ema_warm_up_forgets_the_init_within_one_epoch():
     ema = copy.deepcopy(weight)  # the average starts at the initial weight, 0
     torch.nn.init.ones_(weight.weight)  # then the weights jump to 1 and stay there
     for step in range(469):
-        train.update_average(ema, weight, train.warmed_up_decay(step, 0.999))
+        gan.update_average(ema, weight, gan.warmed_up_decay(step, 0.999))
     assert 0 <= 1 - ema.weight.item() < 0.01  # left of the init; a fixed 0.999 would leave 63%
 
 
@@ -360,12 +360,20 @@ def test_train_writes_grids_gif_log_and_checkpoint(trained):
     assert not [f for f in os.listdir(trained) if ".tmp" in f], "temporary files left behind"
 
 
-def test_grids_draw_from_the_ema_once_ready(trained, monkeypatch):
-    checkpoint = gan.load_checkpoint(trained / "checkpoint.pt")
-    _, parts, _, _ = train.build(train.parse_args(TINY), torch.device("cpu"), checkpoint)
-    assert train.grid_generator(parts, 6) is parts["generator"]  # 6 steps: too few
+def test_grids_draw_from_the_ema_once_ready(mnist_root, trained, tmp_path, monkeypatch):
+    def drawn_from(run, ema):  # whether epoch 2's grid is G's raw weights' (ema False) or their average's
+        checkpoint = gan.load_checkpoint(run / "checkpoint.pt")
+        with Image.open(run / "epoch_002.png") as image:
+            written = pil_to_tensor(image)[0].int()  # (242, 242): 8x8 digits of 28 px, 2 px apart
+        digits = torch.stack([written[2 + 30 * r:30 + 30 * r, 2 + 30 * c:30 + 30 * c] for r in range(8) for c in range(8)])
+        G = gan.generator_from_checkpoint(checkpoint, ema=ema)
+        expected = gan.generate(G, *train.grid_inputs(checkpoint["config"], 0))[:, 0]
+        return (digits - expected.add(1).mul(127.5).add(0.5).clamp(0, 255).int()).abs().max() <= 1
+
+    assert drawn_from(trained, ema=False)  # 6 steps: too few for the average
     monkeypatch.setattr(gan, "EMA_AFTER_STEPS", 6)
-    assert train.grid_generator(parts, 6) is parts["ema"]
+    run_train(mnist_root, tmp_path, "--epochs", "2", "--lr-g", "0.05")  # a fast G, which the average lags
+    assert drawn_from(tmp_path, ema=True) and not drawn_from(tmp_path, ema=False)
 
 
 def test_same_seed_same_weights(mnist_root, tmp_path, trained):
@@ -446,16 +454,16 @@ def test_gradient_overflow_skips_the_step_and_lowers_the_scale():
     autocast = torch.autocast("cpu", dtype=torch.float16)
     real = torch.rand(16, 1, 28, 28) * 2 - 1
     args = (G, D, opt_g, opt_d, scaler, real, None, autocast, copy.deepcopy(G), 0.99)
-    train.train_step(*args)  # a healthy step
+    gan.train_step(*args)  # a healthy step
     assert scaler.get_scale() == 1024.0
     d_before, g_before = flat_weights(D), flat_weights(G)
     poison = D.net[0].weight.register_hook(lambda grad: torch.full_like(grad, float("inf")))
-    train.train_step(*args)
+    gan.train_step(*args)
     poison.remove()
     assert torch.equal(flat_weights(D), d_before), "D stepped on an infinite gradient"
     assert torch.isfinite(flat_weights(G)).all() and not torch.equal(flat_weights(G), g_before)  # G's own step ran
     assert scaler.get_scale() == 512.0  # halved once for the step
-    train.train_step(*args)
+    gan.train_step(*args)
     assert not torch.equal(flat_weights(D), d_before) and torch.isfinite(flat_weights(D)).all()
 
 
@@ -473,8 +481,8 @@ def test_train_step_never_reads_the_device(monkeypatch):
         autocast = torch.autocast("cpu", dtype=dtype) if dtype else nullcontext()
         scaler = torch.amp.GradScaler("cpu", enabled=dtype is not None)
         for step in range(2):
-            decay = train.warmed_up_decay(step, 0.99)
-            train.train_step(G, D, opt_g, opt_d, scaler, real, None, autocast, copy.deepcopy(G), decay)
+            decay = gan.warmed_up_decay(step, 0.99)
+            gan.train_step(G, D, opt_g, opt_d, scaler, real, None, autocast, copy.deepcopy(G), decay)
 
 
 # ---------------------------------------------------------------------------- sample.py
@@ -504,7 +512,7 @@ def test_sample_folder_in_batches_matches_grid(trained, tmp_path):
         first = pil_to_tensor(image)[0]  # (28, 28) uint8
     # The same seed gives the same first digit whether it came in a batch of 3 or of 7.
     G = gan.generator_from_checkpoint(gan.load_checkpoint(trained / "checkpoint.pt"))
-    batch = next(sample.sample_batches(G, 7, 7, seed=0))
+    batch = next(gan.generate_batches(G, gan.seeded_noise(7, 16, 0), None, 7))
     expected = batch[0, 0].add(1).mul(127.5).add(0.5).clamp(0, 255).to(torch.uint8)
     assert (first.int() - expected.int()).abs().max() <= 1
 
@@ -534,8 +542,8 @@ def test_sample_digit_and_rows_per_digit(trained_conditional, tmp_path):
     with Image.open(tmp_path / "sevens.png") as grid:
         assert grid.size == (3 * 30 + 2, 3 * 30 + 2)
     G = gan.generator_from_checkpoint(gan.load_checkpoint(trained_conditional / "checkpoint.pt"))
-    sevens = next(sample.sample_batches(G, 9, 9, 0, torch.full((9,), 7)))
-    others = next(sample.sample_batches(G, 9, 9, 0, torch.full((9,), 1)))
+    sevens = gan.generate(G, gan.seeded_noise(9, 16, 0), torch.full((9,), 7))
+    others = gan.generate(G, gan.seeded_noise(9, 16, 0), torch.full((9,), 1))
     assert not torch.equal(sevens, others)
 
 
@@ -744,7 +752,7 @@ def test_sizes_that_do_not_fit_the_data_are_refused(mnist_root, tmp_path, capsys
 
 
 def test_a_grid_too_large_for_memory_is_refused_before_sampling(trained, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(sample, "generate", lambda *a: pytest.fail("generated before refusing"))
+    monkeypatch.setattr(gan, "generate", lambda *a: pytest.fail("generated before refusing"))
     err = expect_exit_2(capsys, sample.main, ["--checkpoint", str(trained / "checkpoint.pt"), "--n", "10001",
                                               "--out", str(tmp_path / "many.png")])
     assert "at most 10,000 digits" in err and f"--out {tmp_path / 'many'}/" in err
@@ -753,8 +761,8 @@ def test_a_grid_too_large_for_memory_is_refused_before_sampling(trained, tmp_pat
 
 def test_a_folder_is_written_one_batch_at_a_time(trained, tmp_path, monkeypatch):
     sizes = []
-    real_generate = sample.generate
-    monkeypatch.setattr(sample, "generate", lambda G, z, labels: sizes.append(len(z)) or real_generate(G, z, labels))
+    real_generate = gan.generate
+    monkeypatch.setattr(gan, "generate", lambda G, z, labels: sizes.append(len(z)) or real_generate(G, z, labels))
     sample.main(["--checkpoint", str(trained / "checkpoint.pt"), "--n", "25", "--batch-size", "10",
                  "--out", f"{tmp_path}/"])
     assert sizes == [10, 10, 5] and len(list(tmp_path.iterdir())) == 25
@@ -766,7 +774,7 @@ FORGED = [
     (("config", "nz"), "100", "nz = '100'"),
     (("config", "kernel_size"), 3, "kernel_size = 3"),
     (("step",), -1, "its step is -1"),
-    (("generator",), torch.zeros(3), "not a DCGAN kit checkpoint"),
+    (("generator",), torch.zeros(3), "generator entry is not a set of weights"),
     (("ema",), {"x": 1}, "ema entry is not a set of weights"),
 ]
 FORGED_FOR_RESUME = [
@@ -935,7 +943,7 @@ def test_class_scores_of_collapsed_and_perfect_sets():
 def test_classifier_trains_caches_and_reloads(mnist_root, tmp_path, capsys):
     root = copy_mnist(mnist_root, tmp_path)
     cpu = torch.device("cpu")
-    train_set, test_set = (train.load_mnist(str(root), cpu, train=split) for split in (True, False))
+    train_set, test_set = (gan.load_mnist(str(root), cpu, train=split) for split in (True, False))
     model, acc = evaluate.get_classifier(str(root), train_set, test_set, steps=100)
     assert acc > 0.9  # the bars are easy: a classifier that learned nothing scores about 0.1
     assert "training" in capsys.readouterr().out
@@ -952,7 +960,7 @@ def test_classifier_trains_caches_and_reloads(mnist_root, tmp_path, capsys):
 def scored_root(mnist_root):
     """The tiny MNIST folder with a cached classifier (100 steps), as evaluate.py leaves it."""
     cpu = torch.device("cpu")
-    train_set, test_set = (train.load_mnist(str(mnist_root), cpu, train=split) for split in (True, False))
+    train_set, test_set = (gan.load_mnist(str(mnist_root), cpu, train=split) for split in (True, False))
     evaluate.get_classifier(str(mnist_root), train_set, test_set, steps=100)
     return mnist_root
 

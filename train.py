@@ -3,15 +3,13 @@
     python train.py                                   # the canonical run: 25 epochs, batch 128, into out/
     python train.py --epochs 1 --data-root ../shared/data
     python train.py --resume --epochs 30              # continue out/checkpoint.pt up to epoch 30
-    python train.py --device cuda --compile
+    python train.py --device cuda --amp bf16 --compile
     python train.py --conditional --out out_cond      # G and D get the digit: sample.py --digit 7
-    python train.py --kernel-size 4 --d-width 64      # pytorch/examples' sizes, the defaults before
 
 After every epoch, --out (default out/) holds epoch_NNN.png (an 8x8 grid from one fixed noise
-batch, so epochs compare; drawn from the generator's moving average once it has 4,690 updates),
-progress.gif (all those grids), log.csv and checkpoint.pt.
-Ctrl-C or kill (SIGTERM) finishes the current step, saves the checkpoint and exits; --resume carries
-on from it. A second one stops at once, keeping the last complete checkpoint.
+batch, so epochs compare), progress.gif (all those grids), losses.png (the curves of log.csv),
+log.csv and checkpoint.pt. Ctrl-C or kill (SIGTERM) finishes the current step, saves the
+checkpoint and exits; --resume carries on from it. A second one stops at once.
 """
 
 import argparse
@@ -23,41 +21,22 @@ import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import contextmanager, nullcontext
 from datetime import timedelta
 
 import torch
-import torch.nn.functional as F
-import torchvision
-from PIL import Image
+from PIL import Image, ImageDraw
 from torchvision.utils import save_image
 
-from gan import (
-    CHECKPOINT_FORMAT,
-    MAX_BATCH,
-    MAX_NZ,
-    MAX_WIDTH,
-    SEED,
-    ArgumentParser,
-    add_device_flag,
-    Discriminator,
-    Generator,
-    UserError,
-    atomic_path,
-    ema_ready,
-    generate,
-    load_checkpoint,
-    make_writable_dir,
-    pick_device,
-    bounded,
-    save_checkpoint,
-    weights_init,
-)
+from gan import (CHECKPOINT_FORMAT, MAX_BATCH, MAX_NZ, MAX_WIDTH, SEED, ArgumentParser, UserError,
+                 add_device_flag, atomic_path, bounded, build_networks, ema_ready, generate, grid_labels,
+                 load_checkpoint, load_mnist, make_writable_dir, pick_device, save_checkpoint, seeded_noise,
+                 train_step, warmed_up_decay)
 
 FRACTION = bounded(float, 0, 1, open_high=True)  # Adam's betas, the moving average's decay
 LEARNING_RATE = bounded(float, 0, 1, open_low=True)
-# Settings a resumed run takes from its checkpoint, whatever the command line says, and the
-# flag type that checks each, on the command line and in the checkpoint alike.
+# Settings a resumed run takes from its checkpoint, whatever the command line says, and the flag
+# type that checks each, on the command line and in the checkpoint alike.
 RUN_SETTINGS = dict(batch_size=bounded(int, 1, MAX_BATCH), lr_g=LEARNING_RATE, lr_d=LEARNING_RATE,
                     beta1=FRACTION, beta2=FRACTION, seed=SEED, ema_decay=FRACTION)
 LOG_FIELDS = ("epoch", "step", "loss_d", "loss_g", "d_x", "d_g_z", "images_per_s")
@@ -74,8 +53,7 @@ def parse_args(argv=None):
     p.add_argument("--beta2", type=FRACTION, default=0.999, help="Adam beta2 for both (default: 0.999)")
     p.add_argument("--nz", type=bounded(int, 1, MAX_NZ), default=100, help="latent size (default: 100)")
     p.add_argument("--g-width", type=bounded(int, 1, MAX_WIDTH), default=64, help="generator base width (default: 64)")
-    p.add_argument("--d-width", type=bounded(int, 1, MAX_WIDTH), default=32,
-                   help="discriminator base width (default: 32)")
+    p.add_argument("--d-width", type=bounded(int, 1, MAX_WIDTH), default=32, help="discriminator base width (default: 32)")
     p.add_argument("--kernel-size", type=int, default=5, choices=[4, 5],
                    help="kernel size of the four stride-2 convolutions (default: 5)")
     p.add_argument("--ema-decay", type=FRACTION, default=0.99,
@@ -95,168 +73,41 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def load_mnist(root, device, train=True):
-    """MNIST's training (or test) set as (images, labels) on `device`: images one (N, 1, 28, 28)
-    float tensor in [-1, 1], labels (N,) int64.
-
-    Scaling once and indexing batches out of this tensor replaces a DataLoader that converts
-    every image from PIL on every epoch, which is what makes the common examples slow.
-    """
-    raw = os.path.join(root, "MNIST", "raw")
-    new_dirs = [d for d in (raw, os.path.dirname(raw), root) if not os.path.isdir(d)]
-    try:
-        dataset = torchvision.datasets.MNIST(root, train=train, download=True)
-    except Exception as e:  # torchvision reports a failed download and a bad file in many types
-        for d in new_dirs:  # the folders torchvision made for its download, innermost first
-            with suppress(OSError):
-                os.rmdir(d)  # only if empty: never anything the user put there
-        if not os.path.isfile(os.path.join(raw, "train-images-idx3-ubyte")):
-            raise UserError(f"MNIST is not in {raw}/ and could not be downloaded: put the four "
-                            f"IDX files there, or pass --data-root FOLDER whose MNIST/raw/ holds them") from None
-        raise UserError(f"corrupt MNIST file in {raw}/ ({type(e).__name__}: {e})".splitlines()[0]) from None
-    images, labels = dataset.data, dataset.targets  # (N, 28, 28) uint8, (N,) int64
-    if images.ndim != 3 or images.shape[1:] != (28, 28) or len(labels) != len(images):
-        raise UserError(f"corrupt MNIST file in {raw}/: {tuple(images.shape)} images, "
-                        f"{len(labels)} labels; expected (N, 28, 28) and N")
-    images = images.to(device).unsqueeze(1).float().div_(127.5).sub_(1)  # uint8 travels, then floats
-    return images, labels.to(device)
-
-
-def amp_dtype(device, mode):
-    """The autocast dtype for --amp on this device, or None for plain fp32.
-
-    auto: bf16 on CUDA where the card has it (it needs no loss scaling), else fp16; off on the
-    CPU, where bf16 autocast without bf16 hardware measured ~25x slower than fp32, and off on MPS,
-    where fp32 is the path that surely works. bf16 and fp16 force that dtype on any device.
-    """
-    if mode == "auto":
-        mode = "off" if device.type != "cuda" else "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if mode == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise UserError("--amp bf16: this GPU has no bf16; use --amp fp16 (with loss scaling) or --amp off")
-    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
-
-
-def train_step(G, D, opt_g, opt_d, scaler, real, labels, autocast, ema, ema_decay):
-    """One DCGAN step: D learns real (target 1) from fake (target 0), then G learns to make D
-    say real. `labels` (B,) are the real images' digits for a conditional GAN, else None; the
-    fakes are asked for the same digits, so D sees the same mix of digits in both.
-    Returns a (4,) device tensor: loss_d, loss_g, D(x), D(G(z)). Nothing here reads a device
-    value (no .item()): that would make the host wait for the device every step.
-    `ema`, the moving average of G, then moves toward G's new weights by `ema_decay`."""
-    torch.compiler.cudagraph_mark_step_begin()  # --compile on CUDA: a new step, so CUDA graphs may reuse memory
-    z = torch.randn(real.size(0), G.nz, device=real.device)
-    with autocast:
-        fake = G(z, labels)  # (B, 1, 28, 28)
-        # Two separate D calls: one batch of both would mix real and fake BatchNorm statistics.
-        logit_real, logit_fake = D(real, labels), D(fake.detach(), labels)  # (B,), (B,); no G grads
-        loss_d = (F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
-                  + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)))
-    # fp16 loss scaling with two optimizers, as in PyTorch's AMP examples: each loss is scaled, each
-    # optimizer is stepped through the scaler (which skips it if its own gradients overflowed), and
-    # update() runs once, after both steps, so one overflow lowers the scale once and both losses
-    # of a step share a scale. The fused Adams take the scaler's inf check on the device: no sync.
-    opt_d.zero_grad(set_to_none=True)
-    scaler.scale(loss_d).backward()
-    scaler.step(opt_d)
-
-    D.requires_grad_(False)  # G's loss needs gradients through D, not for D's own weights
-    with autocast:
-        logit_gen = D(fake, labels)
-        # Non-saturating loss: maximise log D(G(z)) rather than minimise log(1 - D(G(z))),
-        # which has almost no gradient early on, when D rejects every fake with confidence.
-        loss_g = F.binary_cross_entropy_with_logits(logit_gen, torch.ones_like(logit_gen))
-    opt_g.zero_grad(set_to_none=True)
-    scaler.scale(loss_g).backward()
-    scaler.step(opt_g)
-    scaler.update()
-    D.requires_grad_(True)
-    update_average(ema, G, ema_decay)
-    probs = [logit.detach().float().sigmoid().mean() for logit in (logit_real, logit_fake)]
-    return torch.stack([loss_d.detach().float(), loss_g.detach().float(), *probs])
-
-
-@torch.no_grad()
-def update_average(average, G, decay):
-    """average = decay * average + (1 - decay) * G, over G's weights and BatchNorm statistics.
-    (AveragedModel.update_parameters would read its update counter from the device on every call;
-    the count this needs is the step, which the loop keeps on the host.)"""
-    for mean, new in zip(average.state_dict().values(), G.state_dict().values()):
-        if mean.is_floating_point():
-            mean.lerp_(new, 1 - decay)
-        else:  # BatchNorm's count of batches seen
-            mean.copy_(new)
-
-
-def warmed_up_decay(step, decay):
-    """The moving average's decay at `step` (0-based): min(decay, (1 + step) / (10 + step)), so
-    a large --ema-decay does not keep the random initial weights: a fixed 0.999 would still hold
-    0.999^469 = 63% of them after a first epoch of 469 steps."""
-    return min(decay, (1 + step) / (10 + step))
-
-
-class Meter:
-    """Sums step statistics on the device; reading them (a host sync) happens only in read()."""
-
-    def __init__(self, device):
-        self.sums = torch.zeros(4, device=device)
-        self.reset()
-
-    def reset(self):
-        self.sums.zero_()
-        self.steps, self.images, self.start = 0, 0, time.perf_counter()
-
-    def add(self, stats, images):
-        self.sums += stats
-        self.steps += 1
-        self.images += images
-
-    def read(self):
-        """Mean loss_d, loss_g, D(x), D(G(z)) and images/s since the last read; then reset."""
-        means = (self.sums / max(self.steps, 1)).tolist()
-        rate = self.images / (time.perf_counter() - self.start)
-        self.reset()
-        return means, rate
-
-
-@contextmanager
-def stop_requests():
-    """Ctrl-C (SIGINT) and SIGTERM (kill, docker stop, cluster schedulers) set a flag that the loop
-    checks after each step, so no step is cut in half and the checkpoint gets written. A second
-    signal raises KeyboardInterrupt at once: a long step (--compile warming up) can still be
-    aborted, and a checkpoint being written is dropped under its temporary name (atomic_path)."""
-    stop = threading.Event()
-
-    def request(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        os.write(2, b"stopping after this step (signal again to stop at once)\n")  # print() could re-enter
-
-    previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def rng_state(device):
-    state = {"cpu": torch.get_rng_state()}
-    if device.type != "cpu":
-        state[device.type] = getattr(torch, device.type).get_rng_state()  # torch.cuda / torch.mps
-    return state
-
-
-def set_rng_state(state, device):
-    torch.set_rng_state(state["cpu"])
-    if device.type != "cpu" and device.type in state:  # absent when resuming on another device
-        getattr(torch, device.type).set_rng_state(state[device.type])
-
-
-def epoch_order(n, seed, epoch, device):
-    """The epoch's shuffle, derived from (seed, epoch) so a resumed run can rebuild it."""
-    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    return torch.randperm(n, generator=generator).to(device)
+def train(args):
+    """The story of a run: set up, resume if asked, loop over the epochs, save after each."""
+    device = pick_device(args.device)
+    checkpoint = open_checkpoint(args)
+    if checkpoint:
+        vars(args).update(checkpoint["train"])
+    images, labels = load_mnist(args.data_root, device)
+    if args.batch_size > len(images):
+        raise UserError(f"--batch-size {args.batch_size} is larger than the training set ({len(images)} images)")
+    make_writable_dir(args.out)
+    config, parts, epoch, step = build(args, device, checkpoint)
+    dtype = amp_dtype(device, args.amp)
+    print(f"device {device}, precision {str(dtype).removeprefix('torch.') + ' autocast' if dtype else 'fp32'}"
+          f"{' with GradScaler' if parts['scaler'].is_enabled() else ''}, {len(images)} images, batch size "
+          f"{args.batch_size}{', conditional on the digit' if config['num_classes'] else ''}"
+          f"{f'; resuming at epoch {epoch + 1}, step {step}' if checkpoint else ''}")
+    data = (images, labels if config["num_classes"] else None)
+    loop = step_arguments(parts, device, dtype, args.compile)
+    grid = grid_inputs(config, args.seed)
+    rows = read_log(args.out, step)
+    steps_per_epoch = math.ceil(len(images) / args.batch_size)
+    with stop_requests() as stop:
+        for epoch in range(epoch, args.epochs):
+            step = run_epoch(args, data, loop, epoch, step, stop, rows)
+            finished = step == (epoch + 1) * steps_per_epoch
+            if finished:  # the grids draw from G's moving average once that is the better generator
+                G = parts["ema"] if ema_ready(step) else parts["generator"]
+                write_pictures(args.out, G, grid, epoch + 1, rows)
+                print(f"epoch {epoch + 1}/{args.epochs} done: wrote epoch_{epoch + 1:03d}.png, progress.gif, "
+                      f"losses.png, checkpoint.pt")
+            save_run(args, config, parts, epoch + finished, step)
+            if stop.is_set() and step < args.epochs * steps_per_epoch:
+                print(f"stopped at step {step} (epoch {epoch + 1}): saved checkpoint.pt; continue with: "
+                      f"python train.py --resume --out {args.out} --epochs {args.epochs}")
+                return
 
 
 def open_checkpoint(args):
@@ -290,29 +141,175 @@ def stored_settings(checkpoint, path):
     return {key: settings[key] for key in RUN_SETTINGS}
 
 
-def grid_inputs(config, seed, device):
+def build(args, device, checkpoint):
+    """Networks, optimizers, loss scaler and G's moving average, fresh or restored from
+    `checkpoint`. Returns (config, parts, epoch, step); `parts` is everything whose state is saved."""
+    torch.manual_seed(args.seed)
+    config = checkpoint["config"] if checkpoint else dict(
+        nz=args.nz, g_width=args.g_width, d_width=args.d_width, channels=1,
+        num_classes=10 if args.conditional else 0, kernel_size=args.kernel_size)
+    # channels_last on the CPU, where oneDNN's convolutions run faster in it (benchmarks/throughput.py).
+    layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+    G, D = (net.to(device, memory_format=layout) for net in build_networks(config))
+    betas = (args.beta1, args.beta2)
+    parts = dict(
+        generator=G,
+        discriminator=D,
+        # fused: one kernel for all of a network's parameters instead of a loop over them.
+        opt_g=torch.optim.Adam(G.parameters(), lr=args.lr_g, betas=betas, fused=True),
+        opt_d=torch.optim.Adam(D.parameters(), lr=args.lr_d, betas=betas, fused=True),
+        # Loss scaling only for fp16, whose narrow range underflows small gradients; bf16 needs none.
+        scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype(device, args.amp) == torch.float16),
+        ema=copy.deepcopy(G),
+    )
+    if not checkpoint:
+        return config, parts, 0, 0
+    try:
+        for name, part in parts.items():
+            if checkpoint[name]:  # a disabled GradScaler saves {}
+                part.load_state_dict(checkpoint[name])
+        torch.set_rng_state(checkpoint["rng"]["cpu"])
+        if device.type in checkpoint["rng"] and device.type != "cpu":  # absent when resuming on another device
+            getattr(torch, device.type).set_rng_state(checkpoint["rng"][device.type])
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
+        # what torch raises for a state that does not fit
+        raise UserError(f"{args.out}/checkpoint.pt does not fit the run it describes ({type(e).__name__})") from None
+    return config, parts, checkpoint["epoch"], checkpoint["step"]
+
+
+def amp_dtype(device, mode):
+    """The autocast dtype for --amp on this device, or None for plain fp32. auto: bf16 on CUDA where
+    the card has it (no loss scaling needed), else fp16; off on the CPU, where bf16 autocast without
+    bf16 hardware measured ~25x slower than fp32, and on MPS, where fp32 is the path that surely works."""
+    if mode == "auto":
+        mode = "off" if device.type != "cuda" else "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if mode == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UserError("--amp bf16: this GPU has no bf16; use --amp fp16 (with loss scaling) or --amp off")
+    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
+
+
+def step_arguments(parts, device, dtype, compile):
+    """train_step's arguments but the batch and the decay. Checkpoints keep the plain modules, never
+    the torch.compile wrappers, so their keys carry no `_orig_mod.` prefix. On CUDA, --compile
+    records CUDA graphs (mode "reduce-overhead"): a step of small kernels is bound by launching them."""
+    mode = "reduce-overhead" if device.type == "cuda" else None
+    G, D = (torch.compile(net, mode=mode) if compile else net for net in (parts["generator"], parts["discriminator"]))
+    return dict(G=G, D=D, opt_g=parts["opt_g"], opt_d=parts["opt_d"], scaler=parts["scaler"], ema=parts["ema"],
+                autocast=torch.autocast(device.type, dtype=dtype) if dtype else nullcontext())
+
+
+@contextmanager
+def stop_requests():
+    """Ctrl-C (SIGINT) and SIGTERM (kill, docker stop, cluster schedulers) set a flag that the loop
+    checks after each step, so no step is cut in half and the checkpoint gets written. A second
+    signal raises KeyboardInterrupt at once: a long step (--compile warming up) can still be
+    aborted, and a checkpoint being written is dropped under its temporary name (atomic_path)."""
+    stop = threading.Event()
+
+    def request(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        os.write(2, b"stopping after this step (signal again to stop at once)\n")  # print() could re-enter
+
+    previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_epoch(args, data, loop, epoch, step, stop, rows):
+    """Train on data = (images, labels or None) from `step` to the end of `epoch`, or until a
+    signal sets `stop`. Every --log-every steps, a row in `rows` (and log.csv) and a console line.
+    Statistics are summed on the device and read only then: a read waits for the device."""
+    images, labels = data
+    n, bs = len(images), args.batch_size
+    steps_per_epoch = math.ceil(n / bs)
+    # The epoch's shuffle comes from (seed, epoch), so a resumed run rebuilds it.
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(args.seed * 100_003 + epoch)).to(images.device)
+    sums, count, start = torch.zeros(4, device=images.device), 0, time.perf_counter()
+    for i in range(step - epoch * steps_per_epoch, steps_per_epoch):
+        batch = order[i * bs:(i + 1) * bs]
+        sums += train_step(real=images[batch], labels=None if labels is None else labels[batch],
+                           ema_decay=warmed_up_decay(step, args.ema_decay), **loop)
+        count, step = count + 1, step + 1
+        if (i + 1) % args.log_every == 0 or i + 1 == steps_per_epoch:
+            loss_d, loss_g, d_x, d_g_z = (sums / count).tolist()
+            rate = count * bs / (time.perf_counter() - start)
+            rows.append([epoch + 1, step, *(f"{m:.4f}" for m in (loss_d, loss_g, d_x, d_g_z)), f"{rate:.1f}"])
+            write_log(args.out, rows)
+            left = timedelta(seconds=round((args.epochs * steps_per_epoch - step) * bs / rate))
+            print(f"epoch {epoch + 1}/{args.epochs} step {step}/{args.epochs * steps_per_epoch}  loss_d {loss_d:.3f}  "
+                  f"loss_g {loss_g:.3f}  D(x) {d_x:.3f}  D(G(z)) {d_g_z:.3f}  {rate:.0f} img/s  time left {left}")
+            sums, count, start = sums.zero_(), 0, time.perf_counter()
+        if stop.is_set():
+            break
+    return step
+
+
+def save_run(args, config, parts, epoch, step):
+    """checkpoint.pt after `step` steps, `epoch` epochs of them complete (a run stopped mid-epoch
+    resumes at batch step - epoch * steps_per_epoch of its epoch)."""
+    device = next(parts["generator"].parameters()).device
+    state = {name: part.state_dict() for name, part in parts.items()}
+    rng = {"cpu": torch.get_rng_state()}
+    if device.type != "cpu":
+        rng[device.type] = getattr(torch, device.type).get_rng_state()  # torch.cuda / torch.mps
+    state.update(format=CHECKPOINT_FORMAT, config=config, train={k: vars(args)[k] for k in RUN_SETTINGS},
+                 epoch=epoch, step=step, rng=rng)
+    save_checkpoint(state, os.path.join(args.out, "checkpoint.pt"))
+
+
+def grid_inputs(config, seed):
     """The grids' fixed (z, labels): 64 digits in an 8x8 grid, or for a conditional GAN one row
-    per digit 0-9 whose 8 columns share one noise each (so a column keeps its handwriting).
-    The noise has its own RNG: the same digits every epoch, so the grids show progress."""
-    noise = torch.Generator().manual_seed(seed)
+    per digit whose 8 columns share one noise each (so a column keeps its handwriting)."""
     if not config["num_classes"]:
-        return torch.randn(64, config["nz"], generator=noise).to(device), None
-    z = torch.randn(8, config["nz"], generator=noise).repeat(config["num_classes"], 1)  # (80, nz)
-    labels = torch.arange(config["num_classes"]).repeat_interleave(8)  # 0 x8, 1 x8, ... (80,)
-    return z.to(device), labels.to(device)
+        return seeded_noise(64, config["nz"], seed), None
+    return seeded_noise(8, config["nz"], seed).repeat(config["num_classes"], 1), grid_labels(config["num_classes"], 8)
 
 
-def write_grid(G, grid, path):
-    with atomic_path(path) as tmp:
+def write_pictures(out, G, grid, epoch, rows):
+    """epoch_NNN.png from the fixed grid noise, progress.gif of all of them, and losses.png."""
+    with atomic_path(os.path.join(out, f"epoch_{epoch:03d}.png")) as tmp:
         save_image(generate(G, *grid), tmp, format="png", nrow=8, normalize=True, value_range=(-1, 1))
-
-
-def write_gif(out, epochs):
-    """progress.gif: every epoch's grid in order, the last one held longer."""
-    frames = [Image.open(os.path.join(out, f"epoch_{e:03d}.png")).convert("L") for e in range(1, epochs + 1)]
+    frames = [Image.open(os.path.join(out, f"epoch_{e:03d}.png")).convert("L") for e in range(1, epoch + 1)]
     with atomic_path(os.path.join(out, "progress.gif")) as tmp:
         frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
-                       duration=[400] * (epochs - 1) + [2000], loop=0)
+                       duration=[400] * (epoch - 1) + [2000], loop=0)  # the last grid held longer
+    with atomic_path(os.path.join(out, "losses.png")) as tmp:
+        draw_losses(rows).save(tmp, format="PNG")
+
+
+def draw_losses(rows, width=640, height=480):
+    """A picture of log.csv's rows: D's and G's loss (top), D(x) and D(G(z)) (bottom), against the step."""
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    steps = [int(row[1]) for row in rows]
+    panels = (("loss", (2, "loss_d", "#d62728"), (3, "loss_g", "#1f77b4")),
+              ("D output", (4, "D(x)", "#2ca02c"), (5, "D(G(z))", "#9467bd")))
+    for k, (label, *curves) in enumerate(panels):
+        left, top, right, bottom = 60, k * height // 2 + 25, width - 20, (k + 1) * height // 2 - 35
+        values = [float(row[column]) for column, _, _ in curves for row in rows]
+        low, high = (0.0, 1.0) if k else (0.0, max(values))
+        x = [left + (right - left) * (s - steps[0]) / max(steps[-1] - steps[0], 1) for s in steps]
+
+        def y(v):
+            return bottom - (bottom - top) * (v - low) / max(high - low, 1e-9)
+
+        draw.rectangle((left, top, right, bottom), outline="black")
+        draw.text((left, top - 15), label, fill="black")
+        draw.text((left - 45, top), f"{high:.2f}", fill="black")
+        draw.text((left - 45, bottom - 10), f"{low:.2f}", fill="black")
+        draw.text((left, bottom + 4), f"{steps[0]}", fill="black")
+        draw.text((right - 40, bottom + 4), f"{steps[-1]}", fill="black")
+        draw.text(((left + right) // 2 - 10, bottom + 4), "step", fill="black")
+        for j, (column, name, colour) in enumerate(curves):
+            draw.line([(xj, y(float(row[column]))) for xj, row in zip(x, rows)], fill=colour, width=2)
+            draw.line((right - 110, top + 12 + 14 * j, right - 90, top + 12 + 14 * j), fill=colour, width=2)
+            draw.text((right - 85, top + 6 + 14 * j), name, fill="black")
+    return image
 
 
 def read_log(out, step):
@@ -330,170 +327,6 @@ def write_log(out, rows):
         writer = csv.writer(f)
         writer.writerow(LOG_FIELDS)
         writer.writerows(rows)
-
-
-def memory_format(device):
-    """channels_last (NHWC) on the CPU, where oneDNN's NHWC convolutions run faster (with fused Adam,
-    1.10x to 1.33x the step of the default layout: benchmarks/throughput.py); the default layout on GPUs,
-    where it is unmeasured."""
-    return torch.channels_last if device.type == "cpu" else torch.contiguous_format
-
-
-def build(args, device, checkpoint):
-    """Networks, optimizers and loss scaler, fresh or restored from `checkpoint`.
-    Returns (config, parts, epoch, step); `parts` is everything whose state_dict() is saved."""
-    torch.manual_seed(args.seed)
-    config = checkpoint["config"] if checkpoint else dict(
-        nz=args.nz, g_width=args.g_width, d_width=args.d_width, channels=1,
-        num_classes=10 if args.conditional else 0, kernel_size=args.kernel_size)
-    sizes = dict(channels=config["channels"], num_classes=config["num_classes"], kernel_size=config["kernel_size"])
-    G = Generator(nz=config["nz"], width=config["g_width"], **sizes)
-    D = Discriminator(width=config["d_width"], **sizes)
-    G.apply(weights_init)
-    D.apply(weights_init)
-    G.to(device, memory_format=memory_format(device))
-    D.to(device, memory_format=memory_format(device))
-    betas = (args.beta1, args.beta2)
-    parts = dict(
-        generator=G,
-        discriminator=D,
-        # fused: one kernel for all of a network's parameters instead of a loop over them.
-        opt_g=torch.optim.Adam(G.parameters(), lr=args.lr_g, betas=betas, fused=True),
-        opt_d=torch.optim.Adam(D.parameters(), lr=args.lr_d, betas=betas, fused=True),
-        # Loss scaling only for fp16, whose narrow range underflows small gradients; bf16 needs none.
-        scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype(device, args.amp) == torch.float16),
-        # G's exponential moving average, BatchNorm statistics included (update_average).
-        ema=copy.deepcopy(G),
-    )
-    if not checkpoint:
-        return config, parts, 0, 0
-    try:
-        for name, part in parts.items():
-            if checkpoint[name]:  # a disabled GradScaler saves {}
-                part.load_state_dict(checkpoint[name])
-        set_rng_state(checkpoint["rng"], device)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
-        # torch reports a state that does not fit in any of these
-        raise UserError(f"{args.out}/checkpoint.pt does not fit the run it describes ({type(e).__name__})") from None
-    return config, parts, checkpoint["epoch"], checkpoint["step"]
-
-
-def save_run(args, config, parts, epoch, step):
-    """checkpoint.pt: `epoch` epochs complete, `step` steps in all (so a run stopped mid-epoch
-    resumes at batch step - epoch * steps_per_epoch of its epoch)."""
-    device = next(parts["generator"].parameters()).device
-    state = {name: part.state_dict() for name, part in parts.items()}
-    state.update(format=CHECKPOINT_FORMAT, config=config, train={k: vars(args)[k] for k in RUN_SETTINGS},
-                 epoch=epoch, step=step, rng=rng_state(device))
-    save_checkpoint(state, os.path.join(args.out, "checkpoint.pt"))
-
-
-def step_arguments(parts, device, args):
-    """train_step's keyword arguments, but `real`, `labels` and `ema_decay`. Checkpoints keep the
-    plain modules, never the torch.compile wrappers, so their keys carry no `_orig_mod.` prefix.
-    On CUDA, --compile records CUDA graphs (mode "reduce-overhead"): a step of small kernels is
-    bound by their launches, which a graph replays at once; elsewhere it uses the default mode."""
-    G, D, dtype = parts["generator"], parts["discriminator"], amp_dtype(device, args.amp)
-    mode = "reduce-overhead" if device.type == "cuda" else None
-    return dict(
-        G=torch.compile(G, mode=mode) if args.compile else G,
-        D=torch.compile(D, mode=mode) if args.compile else D,
-        opt_g=parts["opt_g"], opt_d=parts["opt_d"], scaler=parts["scaler"], ema=parts["ema"],
-        autocast=torch.autocast(device.type, dtype=dtype) if dtype else nullcontext(),
-    )
-
-
-def run_epoch(args, data, loop, epoch, step, stop, log):
-    """Train on data = (images, labels or None) from `step` to the end of `epoch`, or until
-    a signal sets `stop`. Calls log(row) and prints a line every --log-every steps.
-    Returns (step, epoch means, images/s)."""
-    images, labels = data
-    n, bs = len(images), args.batch_size
-    steps_per_epoch = math.ceil(n / bs)
-    order = epoch_order(n, args.seed, epoch, images.device)
-    interval, whole = Meter(images.device), Meter(images.device)
-    for i in range(step - epoch * steps_per_epoch, steps_per_epoch):
-        batch = order[i * bs:(i + 1) * bs]
-        real = images[batch]  # (B, 1, 28, 28), already on the device
-        stats = train_step(real=real, labels=None if labels is None else labels[batch],
-                           ema_decay=warmed_up_decay(step, args.ema_decay), **loop)
-        interval.add(stats, len(real))
-        whole.add(stats, len(real))
-        step += 1
-        if (i + 1) % args.log_every == 0 or i + 1 == steps_per_epoch:
-            means, rate = interval.read()
-            log([epoch + 1, step, *(f"{m:.4f}" for m in means), f"{rate:.1f}"])
-            left = (args.epochs * steps_per_epoch - step) * bs / rate
-            print(f"epoch {epoch + 1}/{args.epochs} step {step}/{args.epochs * steps_per_epoch}  "
-                  f"{stat_line(means, rate)}  time left {timedelta(seconds=round(left))}")
-        if stop.is_set():
-            break
-    return (step, *whole.read())
-
-
-def grid_generator(parts, step):
-    """The generator the grids draw from: its moving average once that is ema_ready, else G."""
-    return parts["ema"] if ema_ready(step) else parts["generator"]
-
-
-def finish_epoch(args, config, parts, grid, epoch, step):
-    """After `epoch` epochs: that epoch's grid, the GIF of all grids so far, the checkpoint."""
-    write_grid(grid_generator(parts, step), grid, os.path.join(args.out, f"epoch_{epoch:03d}.png"))
-    write_gif(args.out, epoch)
-    save_run(args, config, parts, epoch, step)
-
-
-def train(args):
-    device = pick_device(args.device)
-    checkpoint = open_checkpoint(args)
-    if checkpoint:
-        vars(args).update(checkpoint["train"])
-    images, labels = load_mnist(args.data_root, device)
-    if args.batch_size > len(images):
-        raise UserError(f"--batch-size {args.batch_size} is larger than the training set ({len(images)} images)")
-    make_writable_dir(args.out)
-    config, parts, epoch, step = build(args, device, checkpoint)
-    if checkpoint:
-        print(f"resuming {args.out}/checkpoint.pt at epoch {epoch + 1}, step {step} "
-              f"(batch size, learning rates, seed and model from the checkpoint)")
-    data = (images, labels if config["num_classes"] else None)
-    dtype = amp_dtype(device, args.amp)
-    precision = "fp32" if dtype is None else f"{str(dtype).removeprefix('torch.')} autocast"
-    print(f"device {device}, precision {precision}{' with GradScaler' if parts['scaler'].is_enabled() else ''}, "
-          f"{len(images)} images, batch size {args.batch_size}"
-          f"{', conditional on the digit' if config['num_classes'] else ''}")
-
-    loop = step_arguments(parts, device, args)
-    grid = grid_inputs(config, args.seed, device)
-    resume_hint = f"continue with: python train.py --resume --out {args.out} --epochs {args.epochs}"
-    steps_per_epoch = math.ceil(len(images) / args.batch_size)
-    rows = read_log(args.out, step)
-
-    def log(row):
-        rows.append(row)
-        write_log(args.out, rows)
-
-    with stop_requests() as stop:
-        for epoch in range(epoch, args.epochs):
-            step, means, rate = run_epoch(args, data, loop, epoch, step, stop, log)
-            if step < (epoch + 1) * steps_per_epoch:  # stopped mid-epoch
-                save_run(args, config, parts, epoch, step)
-                print(f"interrupted at epoch {epoch + 1}, step {step}: saved checkpoint.pt; {resume_hint}")
-                return
-            finish_epoch(args, config, parts, grid, epoch + 1, step)
-            left = (args.epochs - epoch - 1) * steps_per_epoch * args.batch_size / rate
-            print(f"epoch {epoch + 1}/{args.epochs} done  {stat_line(means, rate)}  "
-                  f"time left {timedelta(seconds=round(left))}  (wrote epoch_{epoch + 1:03d}.png, "
-                  f"progress.gif, checkpoint.pt)")
-            if stop.is_set():
-                print(f"interrupted after epoch {epoch + 1}: saved checkpoint.pt; {resume_hint}")
-                return
-
-
-def stat_line(means, rate):
-    loss_d, loss_g, d_x, d_g_z = means
-    return (f"loss_d {loss_d:.3f}  loss_g {loss_g:.3f}  D(x) {d_x:.3f}  D(G(z)) {d_g_z:.3f}  "
-            f"{rate:.0f} img/s")
 
 
 def main(argv=None):

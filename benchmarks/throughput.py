@@ -9,28 +9,25 @@ first row:
   1. baseline: a DataLoader with per-image ToTensor/Normalize, .item() on every loss every
      step, the default memory layout and Adam's loop over parameters, as pytorch/examples'
      dcgan/main.py trains; the kit's default networks;
-  2. the kit's default path on this device (its real epoch loop: train.run_epoch);
-  3. the kit with pytorch/examples' sizes, 4x4 kernels and D as wide as G (its default before
-     5x5 kernels and a narrower D measured better): what the default recipe costs against it;
-  4. the kit with --compile (compile time reported separately);
-  5. on CUDA, the kit with --amp bf16 and --amp fp16, each also with --compile; on MPS, with
-     --amp fp16 (not on the CPU: bf16 autocast there without bf16 hardware is ~25x slower than fp32).
+  2. the kit's default path on this device: gan.train_step on batches indexed out of the data
+     on the device, channels_last on the CPU, fused Adam, statistics read once per repeat;
+  3. the kit with pytorch/examples' sizes, 4x4 kernels and D as wide as G: what the default
+     recipe's 5x5 kernels and narrower D cost against them;
+  4. on CUDA, the kit under bf16 and fp16 autocast (fp16 with its loss scaler); on MPS, fp16 (not
+     on the CPU: bf16 autocast there without bf16 hardware is ~25x slower than fp32);
+  5. with --compile, each precision again under torch.compile (compile time printed apart).
 Beside images/s it gives the seconds that 25 epochs of 60,000 images take at that rate.
 It also counts the FLOPs of each row's step (FlopCounterMode) and sets the achieved GFLOP/s
-against a large matmul timed on the same device in the same repeats, times the kit's per-epoch
-extras (grid, GIF, checkpoint) as a share of an epoch and its EMA update as a share of a step,
-and profiles which ops take the kit step's time.
+against a large matmul timed on the same device in the same repeats, times the EMA update as a
+share of a step, and profiles which ops take the kit step's time.
 """
 
-import contextlib
-import io
-import math
+import copy
 import os
 import statistics
 import sys
-import tempfile
-import threading
 import time
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -39,10 +36,13 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import train  # noqa: E402  (the kit lives one folder up)
-from gan import (  # noqa: E402
-    MAX_BATCH, ArgumentParser, Discriminator, Generator, UserError, add_device_flag, bounded, pick_device, weights_init)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the kit lives one folder up
+from gan import (MAX_BATCH, ArgumentParser, Discriminator, Generator, UserError, add_device_flag,  # noqa: E402
+                 bounded, build_networks, load_mnist, pick_device, train_step, update_average, weights_init)
+
+# The kit's default sizes, and pytorch/examples' (the kit's before 5x5 kernels and a narrower D).
+DEFAULT = dict(nz=100, g_width=64, d_width=32, channels=1, num_classes=0, kernel_size=5)
+EXAMPLES_SIZES = dict(DEFAULT, d_width=64, kernel_size=4)
 
 
 def parse_args(argv=None):
@@ -54,6 +54,8 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=bounded(int, 1, 10_000), default=5, help="untimed steps first (default: 5)")
     p.add_argument("--repeats", type=bounded(int, 1, 100), default=3, help="repeats; the median counts (default: 3)")
     p.add_argument("--data-root", default="data", help="folder holding MNIST/raw/ (default: data)")
+    p.add_argument("--compile", action="store_true",
+                   help="also time each precision under torch.compile (compiling takes minutes on a CPU)")
     return p.parse_args(argv)
 
 
@@ -102,22 +104,29 @@ def baseline_runner(args, device, root):
     return lambda steps: sum(step() for _ in range(steps))
 
 
-def kit_runner(args, device, data, *flags):
-    """The kit's own epoch loop (train.run_epoch, with its meters and log rows) on slices of
-    the on-device MNIST tensor: one call of `steps` steps is one short epoch."""
-    kit = train.parse_args(["--batch-size", str(args.batch_size), "--device", device.type, *flags])
-    _, parts, _, _ = train.build(kit, device, None)
-    loop = train.step_arguments(parts, device, kit)
-    stop, epoch = threading.Event(), [0]
+def kit_runner(args, device, data, config=DEFAULT, dtype=None, compile=False):
+    """The kit's training step as train.py runs it, on batches indexed out of the on-device data.
+    Returns (run, G, D, loop): run(steps) trains that many steps and returns the images seen."""
+    torch.manual_seed(0)
+    layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+    G, D = (net.to(device, memory_format=layout) for net in build_networks(config))
+    mode = "reduce-overhead" if device.type == "cuda" else None
+    loop = dict(G=torch.compile(G, mode=mode) if compile else G, D=torch.compile(D, mode=mode) if compile else D,
+                opt_g=torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999), fused=True),
+                opt_d=torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999), fused=True),
+                scaler=torch.amp.GradScaler(device.type, enabled=dtype == torch.float16), ema=copy.deepcopy(G),
+                autocast=torch.autocast(device.type, dtype=dtype) if dtype else nullcontext())
 
     def run(steps):
-        images = data[:steps * args.batch_size]
-        with contextlib.redirect_stdout(io.StringIO()):
-            train.run_epoch(kit, (images, None), loop, epoch[0], epoch[0] * steps, stop, log=lambda row: None)
-        epoch[0] += 1
-        return len(images)
+        order = torch.randperm(len(data), device=device)
+        sums = torch.zeros(4, device=device)
+        for i in range(steps):
+            sums += train_step(real=data[order[i * args.batch_size:(i + 1) * args.batch_size]], labels=None,
+                               ema_decay=0.99, **loop)
+        sums.tolist()  # the kit reads its statistics once per log interval
+        return steps * args.batch_size
 
-    return run, parts, loop, kit
+    return run, G, D, loop
 
 
 def images_per_s(run, steps, device):
@@ -144,7 +153,7 @@ def matmul_gflops(device, dtype, n):
 
 def step_flops(loop, data, batch_size):
     with FlopCounterMode(display=False) as counter:
-        train.train_step(real=data[:batch_size], labels=None, ema_decay=0.99, **loop)
+        train_step(real=data[:batch_size], labels=None, ema_decay=0.99, **loop)
     return counter.get_total_flops()
 
 
@@ -154,7 +163,7 @@ def host_time_by_op(loop, data, batch_size, steps=10, rows=12):
     time goes; on a GPU it is the cost of launching the work."""
     def run():
         for _ in range(steps):
-            train.train_step(real=data[:batch_size], labels=None, ema_decay=0.99, **loop)
+            train_step(real=data[:batch_size], labels=None, ema_decay=0.99, **loop)
 
     run()  # unprofiled: oneDNN (and cuDNN) choose and build their kernels on a layer's first calls
     with torch.profiler.profile(record_shapes=True) as prof:
@@ -185,54 +194,38 @@ def examples_64px_networks(nz=100, ngf=64, ndf=64):
     return G, D
 
 
-def ema_update_seconds(parts, device, updates=30):
+def ema_update_seconds(G, ema, device, updates=30):
     """Seconds of one update of G's moving average, which the kit's step includes."""
     sync(device)
     start = time.perf_counter()
     for _ in range(updates):
-        train.update_average(parts["ema"], parts["generator"], 0.99)
+        update_average(ema, G, 0.99)
     sync(device)
     return (time.perf_counter() - start) / updates
 
 
-def epoch_extras_seconds(parts, kit, device):
-    """Seconds of the kit's per-epoch writes: the grid, the GIF, the checkpoint."""
-    config = dict(nz=kit.nz, num_classes=0)
-    grid = train.grid_inputs(config, 0, device)
-    with tempfile.TemporaryDirectory() as out:
-        kit.out = out
-        start = time.perf_counter()
-        train.finish_epoch(kit, config, parts, grid, 1, 0)
-        return time.perf_counter() - start
-
-
-# The kit's sizes before 5x5 kernels and a narrower D became the default: pytorch/examples' sizes.
-EXAMPLES_SIZES = ("--kernel-size", "4", "--d-width", "64")
-EXAMPLES_SIZES_ROW = "kit " + " ".join(EXAMPLES_SIZES)
-
-
 def measure(args, device):
-    """The data; kit_runner's (run, parts, loop, kit) for the default, which report() goes on using;
+    """The data; kit_runner's (run, G, D, loop) for the default, which report() goes on using;
     each variant's median images/s and the FLOPs of one of its steps; the matmul rates."""
-    data, _ = train.load_mnist(args.data_root, device)
+    data, _ = load_mnist(args.data_root, device)
     if max(args.steps, args.warmup) * args.batch_size > len(data):
         raise UserError(f"--steps and --warmup times --batch-size must fit in the {len(data)} training images")
     default = kit_runner(args, device, data)
-    run_default, _, loop, _ = default
-    examples_sizes, _, examples_loop, _ = kit_runner(args, device, data, *EXAMPLES_SIZES)
-    flops = step_flops(loop, data, args.batch_size)
+    examples_sizes = kit_runner(args, device, data, EXAMPLES_SIZES)
+    flops = step_flops(default[3], data, args.batch_size)
     rows = {"baseline (DataLoader, .item() per step)": (baseline_runner(args, device, args.data_root), flops),
-            "kit default": (run_default, flops),
-            EXAMPLES_SIZES_ROW: (examples_sizes, step_flops(examples_loop, data, args.batch_size))}
-    precisions = {"cuda": [[], ["--amp", "bf16"], ["--amp", "fp16"]], "mps": [[], ["--amp", "fp16"]]}
-    for amp in precisions.get(device.type, [[]]):
-        if amp:
-            rows[f"kit {' '.join(amp)}"] = (kit_runner(args, device, data, *amp)[0], flops)
+            "kit default": (default[0], flops),
+            "kit --kernel-size 4 --d-width 64": (examples_sizes[0], step_flops(examples_sizes[3], data, args.batch_size))}
+    precisions = {"cuda": [torch.bfloat16, torch.float16], "mps": [torch.float16]}.get(device.type, [])
+    for dtype in precisions:
+        rows[f"kit {dtype} autocast"] = (kit_runner(args, device, data, dtype=dtype)[0], flops)
+    for dtype in [None, *precisions] if args.compile else []:
         compile_start = time.perf_counter()
-        compiled = kit_runner(args, device, data, *amp, "--compile")[0]
+        compiled = kit_runner(args, device, data, dtype=dtype, compile=True)[0]
         compiled(args.warmup)  # the first calls compile
-        print(f"{' '.join(['--compile', *amp])}: compile + warmup {time.perf_counter() - compile_start:.1f} s")
-        rows[f"kit {' '.join([*amp, '--compile'])}"] = (compiled, flops)
+        name = f"kit {'fp32' if dtype is None else f'{dtype} autocast'} --compile"
+        print(f"{name}: compile + warmup {time.perf_counter() - compile_start:.1f} s")
+        rows[name] = (compiled, flops)
     for run, _ in rows.values():
         run(args.warmup)
     rates = {name: [] for name in rows}
@@ -248,14 +241,14 @@ def measure(args, device):
 
 
 def report(args, device, data, default, rows, mm):
-    _, parts, loop, kit = default
+    _, G, D, loop = default
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"{device.type}, {torch.get_num_threads()} threads"
     print(f"\ndevice: {name}; torch {torch.__version__}; batch {args.batch_size}; "
           f"median of {args.repeats} x {args.steps} steps")
-    flops, examples_sizes_flops = rows["kit default"][1], rows[EXAMPLES_SIZES_ROW][1]
+    flops, examples_sizes_flops = rows["kit default"][1], rows["kit --kernel-size 4 --d-width 64"][1]
     print(f"one training step: {flops / 1e9:.1f} GFLOP ({flops / args.batch_size / 1e6:.0f} MFLOP per image); "
-          f"with {' '.join(EXAMPLES_SIZES)}: {examples_sizes_flops / 1e9:.1f} GFLOP")
-    kit_fwd = forward_flops_per_image(parts["generator"], parts["discriminator"], torch.randn(2, kit.nz, device=device))
+          f"with pytorch/examples' sizes: {examples_sizes_flops / 1e9:.1f} GFLOP")
+    kit_fwd = forward_flops_per_image(G, D, torch.randn(2, G.nz, device=device))
     G64, D64 = examples_64px_networks()
     examples_fwd = forward_flops_per_image(G64, D64, torch.randn(2, 100, 1, 1))
     print(f"forward G + D per image: kit (28 px) {kit_fwd / 1e6:.0f} MFLOP, pytorch/examples (64 px) "
@@ -267,13 +260,8 @@ def report(args, device, data, default, rows, mm):
         achieved = rate / args.batch_size * flops / 1e9
         print(f"{variant:42} {rate:9.0f} {rate / first:6.2f}x {25 * 60000 / rate:9.0f}s "
               f"{achieved:8.0f} {achieved / mm['fp32']:9.0%}")
-    steps_per_epoch = math.ceil(60000 / args.batch_size)
-    extras = epoch_extras_seconds(parts, kit, device)
-    epoch_seconds = steps_per_epoch * args.batch_size / rows["kit default"][0]
-    print(f"\nper-epoch grid + GIF + checkpoint: {extras:.2f} s = {extras / epoch_seconds:.2%} of an epoch "
-          f"({epoch_seconds:.0f} s of steps at the kit's default rate)")
-    ema, step_seconds = ema_update_seconds(parts, device), args.batch_size / rows["kit default"][0]
-    print(f"generator EMA update (in every kit step): {ema * 1e3:.2f} ms = {ema / step_seconds:.2%} of a step")
+    ema, step_seconds = ema_update_seconds(G, loop["ema"], device), args.batch_size / rows["kit default"][0]
+    print(f"\ngenerator EMA update (in every kit step): {ema * 1e3:.2f} ms = {ema / step_seconds:.2%} of a step")
     print("\nwhere the kit's step spends its host time (top ops, by input shapes):")
     print(host_time_by_op(loop, data, args.batch_size))
 
