@@ -74,7 +74,10 @@ class Discriminator(nn.Module):
         if self.class_kernels is None:
             return self.net(x).flatten()  # (N,)
         features = self.net[:-1](x)  # (N, 2w, 7, 7)
-        projection = (features * self.class_kernels[labels]).sum((1, 2, 3))  # (N,)
+        # Each image's features against every class's kernel, then the one of its label: products
+        # and a mask, whose gradients are deterministic (indexing's backward adds in any order).
+        scores = features.flatten(1) @ self.class_kernels.flatten(1).T  # (N, num_classes)
+        projection = (scores * F.one_hot(labels, len(self.class_kernels))).sum(1)  # (N,)
         return self.net[-1](features).flatten() + projection
 
 
