@@ -83,8 +83,8 @@ def train(args):
     if args.batch_size > len(images):
         raise UserError(f"--batch-size {args.batch_size} is larger than the training set ({len(images)} images)")
     make_writable_dir(args.out)
-    config, parts, epoch, step = build(args, device, checkpoint)
     dtype = amp_dtype(device, args.amp)
+    config, parts, epoch, step = build(args, device, dtype, checkpoint)
     print(f"device {device}, precision {str(dtype).removeprefix('torch.') + ' autocast' if dtype else 'fp32'}"
           f"{' with GradScaler' if parts['scaler'].is_enabled() else ''}, {len(images)} images, batch size "
           f"{args.batch_size}{', conditional on the digit' if config['num_classes'] else ''}"
@@ -99,11 +99,11 @@ def train(args):
             step = run_epoch(args, data, loop, epoch, step, stop, rows)
             finished = step == (epoch + 1) * steps_per_epoch
             if finished:  # the grids draw from G's moving average once that is the better generator
-                G = parts["ema"] if ema_ready(step) else parts["generator"]
-                write_pictures(args.out, G, grid, epoch + 1, rows)
+                write_pictures(args.out, parts["ema"] if ema_ready(step) else parts["generator"], grid, epoch + 1, rows)
+            save_run(args, config, parts, epoch + finished, step)
+            if finished:
                 print(f"epoch {epoch + 1}/{args.epochs} done: wrote epoch_{epoch + 1:03d}.png, progress.gif, "
                       f"losses.png, checkpoint.pt")
-            save_run(args, config, parts, epoch + finished, step)
             if stop.is_set() and step < args.epochs * steps_per_epoch:
                 print(f"stopped at step {step} (epoch {epoch + 1}): saved checkpoint.pt; continue with: "
                       f"python train.py --resume --out {args.out} --epochs {args.epochs}")
@@ -141,9 +141,9 @@ def stored_settings(checkpoint, path):
     return {key: settings[key] for key in RUN_SETTINGS}
 
 
-def build(args, device, checkpoint):
-    """Networks, optimizers, loss scaler and G's moving average, fresh or restored from
-    `checkpoint`. Returns (config, parts, epoch, step); `parts` is everything whose state is saved."""
+def build(args, device, dtype, checkpoint):
+    """Networks, optimizers, loss scaler (for autocast `dtype` fp16) and G's moving average, fresh or
+    restored from `checkpoint`. Returns (config, parts, epoch, step); `parts` is all whose state is saved."""
     torch.manual_seed(args.seed)
     config = checkpoint["config"] if checkpoint else dict(
         nz=args.nz, g_width=args.g_width, d_width=args.d_width, channels=1,
@@ -159,7 +159,7 @@ def build(args, device, checkpoint):
         opt_g=torch.optim.Adam(G.parameters(), lr=args.lr_g, betas=betas, fused=True),
         opt_d=torch.optim.Adam(D.parameters(), lr=args.lr_d, betas=betas, fused=True),
         # Loss scaling only for fp16, whose narrow range underflows small gradients; bf16 needs none.
-        scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype(device, args.amp) == torch.float16),
+        scaler=torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
         ema=copy.deepcopy(G),
     )
     if not checkpoint:
@@ -188,12 +188,12 @@ def amp_dtype(device, mode):
     return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
 
 
-def step_arguments(parts, device, dtype, compile):
+def step_arguments(parts, device, dtype, compiled):
     """train_step's arguments but the batch and the decay. Checkpoints keep the plain modules, never
     the torch.compile wrappers, so their keys carry no `_orig_mod.` prefix. On CUDA, --compile
     records CUDA graphs (mode "reduce-overhead"): a step of small kernels is bound by launching them."""
     mode = "reduce-overhead" if device.type == "cuda" else None
-    G, D = (torch.compile(net, mode=mode) if compile else net for net in (parts["generator"], parts["discriminator"]))
+    G, D = (torch.compile(net, mode=mode) if compiled else net for net in (parts["generator"], parts["discriminator"]))
     return dict(G=G, D=D, opt_g=parts["opt_g"], opt_d=parts["opt_d"], scaler=parts["scaler"], ema=parts["ema"],
                 autocast=torch.autocast(device.type, dtype=dtype) if dtype else nullcontext())
 
@@ -288,14 +288,15 @@ def draw_losses(rows, width=640, height=480):
     draw = ImageDraw.Draw(image)
     steps = [int(row[1]) for row in rows]
     panels = (("loss", (2, "loss_d", "#d62728"), (3, "loss_g", "#1f77b4")),
-              ("D output", (4, "D(x)", "#2ca02c"), (5, "D(G(z))", "#9467bd")))
+              ("D: probability of real", (4, "D(x)", "#2ca02c"), (5, "D(G(z))", "#9467bd")))
     for k, (label, *curves) in enumerate(panels):
         left, top, right, bottom = 60, k * height // 2 + 25, width - 20, (k + 1) * height // 2 - 35
         values = [float(row[column]) for column, _, _ in curves for row in rows]
-        low, high = (0.0, 1.0) if k else (0.0, max(values))
+        low, high = (0.0, 1.0) if k else (0.0, max([v for v in values if math.isfinite(v)], default=1.0))
         x = [left + (right - left) * (s - steps[0]) / max(steps[-1] - steps[0], 1) for s in steps]
 
-        def y(v):
+        def y(v):  # a loss that diverged to inf or NaN is drawn at the top
+            v = min(max(v, low), high) if math.isfinite(v) else high
             return bottom - (bottom - top) * (v - low) / max(high - low, 1e-9)
 
         draw.rectangle((left, top, right, bottom), outline="black")
