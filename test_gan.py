@@ -782,6 +782,17 @@ def test_sizes_that_do_not_fit_the_data_are_refused(mnist_root, tmp_path, capsys
     assert "must fit in the 160 training images" in err
 
 
+def test_a_step_too_large_for_memory_is_refused_before_training(mnist_root, tmp_path, capsys, monkeypatch):
+    needed = train.step_bytes(dict(g_width=8, d_width=8), 64)
+    monkeypatch.setattr(train, "MAX_STEP_BYTES", needed - 1)  # as if these tiny sizes were too large
+    monkeypatch.setattr(train, "train_step", lambda **kwargs: pytest.fail("trained a step"))
+    err = expect_exit_2(capsys, train.main, ["--data-root", str(mnist_root), "--out", str(tmp_path / "o"), *TINY])
+    assert "per step" in err and "lower --batch-size" in err
+    assert not (tmp_path / "o").exists()
+    monkeypatch.setattr(train, "MAX_STEP_BYTES", needed)
+    assert train.step_bytes(dict(g_width=512, d_width=512), 4096) > train.MAX_STEP_BYTES  # the flags' largest
+
+
 def test_a_grid_too_large_for_memory_is_refused_before_sampling(trained, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(gan, "generate", lambda *a: pytest.fail("generated before refusing"))
     err = expect_exit_2(capsys, sample.main, ["--checkpoint", str(trained / "checkpoint.pt"), "--n", "10001",

@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from gan import (MAX_BATCH, ArgumentParser, Discriminator, Generator, UserError, add_device_flag,  # noqa: E402
                  bounded, build_networks, load_mnist, pick_device, train_step, update_average, weights_init)
 
-# The kit's default sizes, and pytorch/examples' (the kit's before 5x5 kernels and a narrower D).
+# The kit's default sizes, and pytorch/examples' (4x4 kernels, D as wide as G).
 DEFAULT = dict(nz=100, g_width=64, d_width=32, channels=1, num_classes=0, kernel_size=5)
 EXAMPLES_SIZES = dict(DEFAULT, d_width=64, kernel_size=4)
 
