@@ -121,8 +121,9 @@ def train_step(G, D, opt_g, opt_d, scaler, real, labels, autocast, ema, ema_deca
         loss_d = (F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
                   + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)))
     # fp16 loss scaling with two optimizers, as PyTorch's AMP examples do it: each loss scaled, each
-    # optimizer stepped through the scaler (which skips it if its gradients overflowed), update()
-    # once after both. The fused Adams check for overflow on the device: no sync.
+    # optimizer stepped through the scaler (which unscales only its own gradients and skips its step
+    # if they overflowed), update() once after both, so both losses of a step share one scale and an
+    # overflow in either lowers it once. The fused Adams check for overflow on the device: no sync.
     opt_d.zero_grad(set_to_none=True)
     scaler.scale(loss_d).backward()
     scaler.step(opt_d)
