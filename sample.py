@@ -73,7 +73,7 @@ def write(G, args):
         if to_folder:
             raise UserError(f"--number writes one PNG: give --out a file name, not the folder {args.out}")
         write_png(number_image(G, args.number, args.count or 1, args.seed), len(args.number), args.out, padding=0)
-        print(f"wrote {args.out}: the number {args.number}, {args.count or 1} row(s)")
+        print(f"wrote {args.out}: the number {args.number}, {args.count or 1} row{'s' * ((args.count or 1) > 1)}")
         return
     labels, nrow = plan(G, args, to_folder)
     z = seeded_noise(len(labels) if labels is not None else args.n, G.nz, args.seed)
