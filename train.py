@@ -321,8 +321,9 @@ def draw_losses(rows, width=640, height=480):
         draw.text(((left + right) // 2 - 10, bottom + 4), "step", fill="black")
         for j, (column, name, colour) in enumerate(curves):
             draw.line([(xj, y(float(row[column]))) for xj, row in zip(x, rows)], fill=colour, width=2)
-            draw.line((right - 110, top + 12 + 14 * j, right - 90, top + 12 + 14 * j), fill=colour, width=2)
-            draw.text((right - 85, top + 6 + 14 * j), name, fill="black")
+            legend = right - 200 + 100 * j  # above the plot, beside its label
+            draw.line((legend, top - 9, legend + 20, top - 9), fill=colour, width=2)
+            draw.text((legend + 25, top - 15), name, fill="black")
     return image
 
 
