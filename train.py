@@ -91,7 +91,9 @@ def train(args):
                         f"{MAX_STEP_BYTES / 2**30:.0f}): lower --batch-size, --g-width or --d-width")
     make_writable_dir(args.out)
     print(f"device {device}, precision {str(dtype).removeprefix('torch.') + ' autocast' if dtype else 'fp32'}"
-          f"{' with GradScaler' if parts['scaler'].is_enabled() else ''}, {len(images)} images, batch size "
+          f"{' with GradScaler' if parts['scaler'].is_enabled() else ''}"
+          f"{' (slower than fp32 on CPUs without half-precision hardware)' if dtype and device.type == 'cpu' else ''}"
+          f", {len(images)} images, batch size "
           f"{args.batch_size}{', conditional on the digit' if config['num_classes'] else ''}"
           f"{f'; resuming at epoch {epoch + 1}, step {step}' if checkpoint else ''}")
     data = (images, labels if config["num_classes"] else None)
