@@ -759,7 +759,7 @@ BAD_NUMBERS = {
               ("--epochs", "0"), ("--epochs", "10001"), ("--batch-size", "4097"), ("--batch-size", "1e3"),
               ("--nz", "0"), ("--nz", "1025"), ("--g-width", "513"), ("--d-width", "0"),
               ("--seed", "-1"), ("--seed", str(2**32)), ("--log-every", "0")],
-    "sample": [("--n", "1000001"), ("--nrow", "0"), ("--batch-size", "0"), ("--batch-size", "10001"),
+    "sample": [("--n", "100001"), ("--nrow", "0"), ("--batch-size", "0"), ("--batch-size", "10001"),
                ("--seed", "x"), ("--count", "0"), ("--count", "101")],
     "evaluate": [("--n", "100001"), ("--batch-size", "0"), ("--seed", "-5")],
     "throughput": [("--batch-size", "0"), ("--batch-size", "5000"), ("--steps", "0"), ("--warmup", "-1"),
@@ -784,14 +784,14 @@ def test_sizes_that_do_not_fit_the_data_are_refused(mnist_root, tmp_path, capsys
 
 
 def test_a_step_too_large_for_memory_is_refused_before_training(mnist_root, tmp_path, capsys, monkeypatch):
+    assert train.step_bytes(dict(g_width=512, d_width=512), 4096) > train.MAX_STEP_BYTES  # the flags' largest
+    assert train.step_bytes(dict(g_width=64, d_width=32), 4096) < train.MAX_STEP_BYTES  # the default widths fit
     needed = train.step_bytes(dict(g_width=8, d_width=8), 64)
     monkeypatch.setattr(train, "MAX_STEP_BYTES", needed - 1)  # as if these tiny sizes were too large
     monkeypatch.setattr(train, "train_step", lambda **kwargs: pytest.fail("trained a step"))
     err = expect_exit_2(capsys, train.main, ["--data-root", str(mnist_root), "--out", str(tmp_path / "o"), *TINY])
     assert "per step" in err and "lower --batch-size" in err
     assert not (tmp_path / "o").exists()
-    monkeypatch.setattr(train, "MAX_STEP_BYTES", needed)
-    assert train.step_bytes(dict(g_width=512, d_width=512), 4096) > train.MAX_STEP_BYTES  # the flags' largest
 
 
 def test_a_grid_too_large_for_memory_is_refused_before_sampling(trained, tmp_path, capsys, monkeypatch):
@@ -870,15 +870,15 @@ def run_train_process(root, out, *extra):
 
 
 def test_sigterm_saves_and_resume_matches_straight_run(mnist_root, tmp_path):
-    straight = run_train_process(mnist_root, tmp_path / "straight", "--epochs", "4")
-    stopped = run_train_process(mnist_root, tmp_path / "stopped", "--epochs", "4")
-    assert "step 1/12" in stopped.stdout.readline() + stopped.stdout.readline()  # the device line, then step 1
+    straight = run_train_process(mnist_root, tmp_path / "straight", "--epochs", "8")
+    stopped = run_train_process(mnist_root, tmp_path / "stopped", "--epochs", "8")
+    assert "step 1/24" in stopped.stdout.readline() + stopped.stdout.readline()  # the device line, then step 1
     stopped.send_signal(signal.SIGTERM)
     out, err = stopped.communicate(timeout=60)
     assert stopped.returncode == 0, err
     assert "continue with: python train.py --resume" in out and "Traceback" not in err
-    assert torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=True)["step"] < 12
-    resumed = run_train_process(mnist_root, tmp_path / "stopped", "--epochs", "4", "--resume")
+    assert torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=True)["step"] < 24
+    resumed = run_train_process(mnist_root, tmp_path / "stopped", "--epochs", "8", "--resume")
     assert resumed.wait(timeout=120) == 0 and straight.wait(timeout=120) == 0
     assert_same_training_state(tmp_path / "straight" / "checkpoint.pt", tmp_path / "stopped" / "checkpoint.pt")
 
