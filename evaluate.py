@@ -18,7 +18,6 @@ perfect generator would reach.
 """
 
 import json
-import math
 import os
 import sys
 
