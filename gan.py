@@ -1,9 +1,6 @@
 """DCGAN for 28x28 MNIST digits (Radford et al. 2015): the generator, the discriminator and the
-DCGAN weight init, then the helpers that train.py, sample.py, evaluate.py and the benchmark share.
-Importing this file runs nothing.
-
-The networks are sized for MNIST's native 28x28 pixels, not the 64x64 that pytorch/examples
-resizes to: the same recipe at under a quarter of the FLOPs per image.
+DCGAN weight init, then the helpers the scripts share. Importing this file runs nothing.
+Sized for MNIST's native 28x28, not the 64x64 pytorch/examples resizes to: under a quarter of the FLOPs.
 """
 
 import argparse
@@ -16,11 +13,9 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-
 class Generator(nn.Module):
     """Noise z (N, nz) -> images (N, channels, 28, 28) in [-1, 1]. With num_classes > 0 it is
-    class-conditional: forward(z, labels) also takes the (N,) int64 digits, whose learned
-    embedding is joined to z."""
+    class-conditional: forward(z, labels) also takes the (N,) digits, whose embedding joins z."""
 
     def __init__(self, *, nz=100, width=64, channels=1, num_classes=0, kernel_size=5):
         super().__init__()
@@ -46,7 +41,6 @@ class Generator(nn.Module):
         if self.embed is not None:
             z = torch.cat([z, self.embed(labels)], dim=1)  # (N, nz + num_classes)
         return self.net(self.project(z))  # (N, C, 28, 28)
-
 
 class Discriminator(nn.Module):
     """Images (N, channels, 28, 28) -> one real-vs-fake logit each, (N,). Logits, not
@@ -80,10 +74,8 @@ class Discriminator(nn.Module):
         projection = (scores * F.one_hot(labels, len(self.class_kernels))).sum(1)  # (N,)
         return self.net[-1](features).flatten() + projection
 
-
 def weights_init(module):
-    """DCGAN init, applied with `net.apply(weights_init)`: conv and projection weights
-    N(0, 0.02), BatchNorm scale N(1, 0.02) and shift 0."""
+    """DCGAN init, as `net.apply(weights_init)`: conv and projection weights N(0, 0.02), BatchNorm N(1, 0.02)."""
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
@@ -92,11 +84,9 @@ def weights_init(module):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
 
-
 # ----------------------------------------------------------------------------
-# Helpers shared by the scripts: networks from a configuration, the training step, sampling,
-# data, checkpoints, and the one-line errors.
-
+# Helpers the scripts share: networks from a configuration, the training step, sampling, data,
+# checkpoints, and the one-line errors.
 
 def build_networks(config):
     """(G, D) with the sizes of a configuration dict (as train.py stores it), DCGAN-initialised."""
@@ -105,13 +95,11 @@ def build_networks(config):
     D = Discriminator(width=config["d_width"], **sizes)
     return G.apply(weights_init), D.apply(weights_init)
 
-
 def train_step(G, D, opt_g, opt_d, scaler, real, labels, autocast, ema, ema_decay):
-    """One DCGAN step: D learns real (target 1) from fake (target 0), then G learns to make D say
-    real; then `ema`, the moving average of G, moves toward G by `ema_decay`. `labels` (B,) are
-    the real images' digits for a conditional GAN (the fakes are asked for the same), else None.
-    Returns a (4,) device tensor: loss_d, loss_g, D(x), D(G(z)). Nothing here reads a device
-    value (.item(), bool()): each read would make the host wait for the device."""
+    """One DCGAN step: D learns real (target 1) from fake (target 0), G learns to make D say real,
+    and `ema`, G's moving average, moves toward G. `labels` (B,): the real digits of a conditional
+    GAN (the fakes are asked for the same), else None. Returns a (4,) device tensor: loss_d, loss_g,
+    D(x), D(G(z)). Nothing here reads a device value (.item()): a read makes the host wait."""
     torch.compiler.cudagraph_mark_step_begin()  # --compile on CUDA: a new step, so CUDA graphs may reuse memory
     z = torch.randn(real.size(0), G.nz, device=real.device)
     with autocast:
@@ -143,67 +131,55 @@ def train_step(G, D, opt_g, opt_d, scaler, real, labels, autocast, ema, ema_deca
     probs = [logit.detach().float().sigmoid().mean() for logit in (logit_real, logit_fake)]
     return torch.stack([loss_d.detach().float(), loss_g.detach().float(), *probs])
 
-
 @torch.no_grad()
 def update_average(average, G, decay):
-    """average = decay * average + (1 - decay) * G, over G's weights and BatchNorm statistics.
-    (AveragedModel.update_parameters reads its update counter from the device on every call.)"""
+    """average = decay * average + (1 - decay) * G, over G's weights and BatchNorm statistics
+    (AveragedModel.update_parameters would read its counter from the device every call)."""
     for mean, new in zip(average.state_dict().values(), G.state_dict().values()):
         if mean.is_floating_point():
             mean.lerp_(new, 1 - decay)
         else:  # BatchNorm's count of batches seen
             mean.copy_(new)
 
-
 def warmed_up_decay(step, decay):
-    """The moving average's decay at `step` (from 0): min(decay, (1 + step) / (10 + step)), so
-    the average forgets the random initial weights fast; a fixed 0.999 would still hold
-    0.999^469 = 63% of them after an epoch of 469 steps."""
+    """The moving average's decay at `step` (from 0): min(decay, (1 + step) / (10 + step)), so it
+    forgets the random initial weights fast (a fixed 0.999 keeps 63% of them after 469 steps)."""
     return min(decay, (1 + step) / (10 + step))
-
 
 def seeded_noise(n, nz, seed):
     """(n, nz) noise from a CPU generator of its own: for a seed, the same on every device."""
     return torch.randn(n, nz, generator=torch.Generator().manual_seed(seed))
 
-
 def grid_labels(num_classes, per_digit):
-    """The digits of a grid with one row per digit: 0 (per_digit times), 1, ... (num_classes * per_digit,)."""
+    """The digits of a grid with one row per digit: 0 (per_digit times), 1, ..."""
     return torch.arange(num_classes).repeat_interleave(per_digit)
-
 
 @torch.no_grad()
 def generate(G, z, labels=None):
     """Images (N, C, 28, 28) in [-1, 1] for noise z (N, nz) (and digits (N,) if G is conditional),
     with BatchNorm's running statistics, so an image does not depend on the rest of its batch."""
     was_training = G.training
-    G.eval()
     device = next(G.parameters()).device
-    images = G(z.to(device), None if labels is None else labels.to(device))
+    images = G.eval()(z.to(device), None if labels is None else labels.to(device))
     G.train(was_training)
     return images
 
-
 def generate_batches(G, z, labels, batch_size):
-    """Yield generate() of z and labels (or None) `batch_size` at a time, on the CPU: the memory
-    of one batch, and the same images whatever the batch size."""
-    for start in range(0, len(z), batch_size):
-        batch_labels = None if labels is None else labels[start:start + batch_size]
-        yield generate(G, z[start:start + batch_size], batch_labels).float().cpu()
-
+    """generate() `batch_size` at a time, on the CPU: one batch's memory, the same images at any size."""
+    for i in range(0, len(z), batch_size):
+        yield generate(G, z[i:i + batch_size], None if labels is None else labels[i:i + batch_size]).float().cpu()
 
 def load_mnist(root, device, train=True):
-    """MNIST's training (or test) set on `device`: images (N, 1, 28, 28) in [-1, 1], labels (N,).
-    Scaled once and indexed into batches: the common examples' DataLoader converts every image
-    from PIL on every epoch, which is what makes them slow."""
+    """MNIST's training (or test) set on `device`: images (N, 1, 28, 28) in [-1, 1], labels (N,),
+    scaled once and indexed into batches (a DataLoader converts every image from PIL every epoch)."""
     raw = os.path.join(root, "MNIST", "raw")
-    new_dirs = [d for d in (raw, os.path.dirname(raw), root) if not os.path.isdir(d)]
+    made = [d for d in (raw, os.path.dirname(raw), root) if not os.path.isdir(d)]  # what a download makes
     try:
         dataset = torchvision.datasets.MNIST(root, train=train, download=True)
     except Exception as e:  # torchvision reports a failed download and a bad file in many types
-        for d in new_dirs:  # the folders torchvision made for its download, innermost first
+        for d in made:  # innermost first, and only if empty: never anything the user put there
             with suppress(OSError):
-                os.rmdir(d)  # only if empty: never anything the user put there
+                os.rmdir(d)
         if not os.path.isfile(os.path.join(raw, "train-images-idx3-ubyte")):
             raise UserError(f"MNIST is not in {raw}/ and could not be downloaded: put the four IDX files "
                             f"there, or pass --data-root FOLDER whose MNIST/raw/ holds them") from None
@@ -211,20 +187,16 @@ def load_mnist(root, device, train=True):
     images, labels = dataset.data, dataset.targets  # (N, 28, 28) uint8, (N,) int64
     if images.ndim != 3 or images.shape[1:] != (28, 28) or len(labels) != len(images):
         raise UserError(f"corrupt MNIST file in {raw}/: {tuple(images.shape)} images, {len(labels)} labels")
-    images = images.to(device).unsqueeze(1).float().div_(127.5).sub_(1)  # uint8 travels, then floats
-    return images, labels.to(device)
-
+    return images.to(device).unsqueeze(1).float().div_(127.5).sub_(1), labels.to(device)  # uint8 travels
 
 class UserError(Exception):
     """A problem with the user's input: the scripts print it as one line and exit 2."""
-
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse, but every error is one line on stderr (no usage block) and exit code 2."""
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
-
 
 def bounded(kind, low, high, *, open_low=False, open_high=False):
     """argparse type: a number of `kind` (int or float) from `low` to `high`, an open end excluding
@@ -242,16 +214,13 @@ def bounded(kind, low, high, *, open_low=False, open_high=False):
         return value
     return parse
 
-
 # Limits of the flags that size memory: far above what MNIST needs, far below what a machine lacks.
 MAX_NZ, MAX_WIDTH, MAX_BATCH = 1024, 512, 4096
 SEED = bounded(int, 0, 2**32 - 1)  # what every torch.Generator takes
 
-
 def add_device_flag(parser):
     parser.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"],
                         help="auto picks CUDA, then MPS, then CPU (default: auto)")
-
 
 def pick_device(name):
     """'auto' picks CUDA, then Apple's MPS, then the CPU; a named device must exist here."""
@@ -262,16 +231,14 @@ def pick_device(name):
         raise UserError(f"--device {name} is not available on this machine (try --device auto)")
     return torch.device(name)
 
-
 def make_writable_dir(path):
-    """Create `path` (and parents) or raise a UserError that names it."""
+    """Create `path` (and parents), or a UserError that names it."""
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as e:
         raise UserError(f"cannot write to {path}: {e.strerror}") from None
     if not os.access(path, os.W_OK):
         raise UserError(f"cannot write to {path}: permission denied")
-
 
 @contextmanager
 def atomic_path(path):
@@ -285,18 +252,15 @@ def atomic_path(path):
         if os.path.exists(tmp):
             os.remove(tmp)
 
-
 def save_checkpoint(checkpoint, path):
     with atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
-
 
 CHECKPOINT_FORMAT = 2  # the layout of train.py's checkpoint.pt; other layouts are refused
 # What each configuration entry may hold: the networks are built from these numbers before any
 # weight is read, so a forged file must not ask for a network the size of the machine.
 CONFIG_VALUES = dict(nz=range(1, MAX_NZ + 1), g_width=range(1, MAX_WIDTH + 1), d_width=range(1, MAX_WIDTH + 1),
                      channels=(1,), num_classes=(0, 10), kernel_size=(4, 5))
-
 
 def load_checkpoint(path):
     """A checkpoint written by train.py, on the CPU, or a one-line UserError. weights_only=True:
@@ -312,13 +276,7 @@ def load_checkpoint(path):
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} was written by another version of the kit (checkpoint format "
                         f"{checkpoint.get('format', 1)}, this one reads {CHECKPOINT_FORMAT}): train a new one")
-    check_contents(checkpoint, path)
-    return checkpoint
-
-
-def check_contents(checkpoint, path):
-    """A UserError unless the configuration, counters and weights have the types and ranges that
-    train.py writes (the optimizers' states are checked when a run resumes)."""
+    # Configuration, counters and weights as train.py writes them (optimizer states: on resume).
     config = checkpoint["config"]
     for key, allowed in CONFIG_VALUES.items():
         if type(config.get(key)) is not int or config[key] not in allowed:
@@ -330,25 +288,22 @@ def check_contents(checkpoint, path):
         weights = checkpoint.get(key)
         if not isinstance(weights, dict) or not all(isinstance(w, torch.Tensor) for w in weights.values()):
             raise UserError(f"{path}: its {key} entry is not a set of weights")
-
+    return checkpoint
 
 # The moving average is the default generator once it has averaged this many steps: by Frechet
 # distance worse than the raw weights after 1 and 3 epochs of 469 steps, mostly better from 10 on.
 EMA_AFTER_STEPS = 4690
 
-
 def ema_ready(steps):
     """Whether the moving average after `steps` training steps is the better generator."""
     return steps >= EMA_AFTER_STEPS
-
 
 def generator_from_checkpoint(checkpoint, ema=True):
     """G rebuilt from the checkpoint's configuration, with its weights: their moving average if
     `ema` and that is ema_ready."""
     G, _ = build_networks(checkpoint["config"])
-    use_ema = ema and ema_ready(checkpoint["step"])
     try:
-        G.load_state_dict(checkpoint["ema" if use_ema else "generator"])
+        G.load_state_dict(checkpoint["ema" if ema and ema_ready(checkpoint["step"]) else "generator"])
     except RuntimeError as e:
         raise UserError(f"checkpoint weights do not fit its configuration: {str(e).splitlines()[0]}") from None
     return G

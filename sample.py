@@ -18,6 +18,7 @@ import argparse
 import math
 import os
 import sys
+from itertools import chain
 
 import torch
 from PIL import Image
@@ -30,18 +31,10 @@ NUMBER_CROP = 3  # pixels cut from each side of a digit in --number, so its digi
 # A grid is built whole in memory (10,000 digits: about 150 MB); a folder is written a batch at a time.
 MAX_GRID, MAX_FOLDER = 10_000, 100_000
 
-
-def digit(text):
-    if text not in [str(d) for d in range(10)]:
-        raise argparse.ArgumentTypeError(f"must be one digit 0-9, got {text!r}")
-    return int(text)
-
-
 def number(text):
     if not (text.isascii() and text.isdigit()) or len(text) > 64:
         raise argparse.ArgumentTypeError(f"must be 1 to 64 digits 0-9, got {text!r}")
     return text
-
 
 def parse_args(argv=None):
     p = ArgumentParser(prog="sample.py", description="Write generated digits as a PNG grid or a folder of PNGs.")
@@ -58,14 +51,13 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=bounded(int, 1, 10_000), default=500,
                    help="digits generated at a time, which bounds memory (default: 500)")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--digit", type=digit, help="conditional checkpoints: draw only this digit")
+    which.add_argument("--digit", type=int, choices=range(10), help="conditional checkpoints: draw only this digit")
     which.add_argument("--number", type=number, help="conditional checkpoints: write this number as one PNG")
     p.add_argument("--count", type=bounded(int, 1, 100), help="with --number: rows, each in another hand (default: 1)")
     args = p.parse_args(argv)
     if args.count and not args.number:
         p.error("--count goes with --number")
     return args
-
 
 def write(G, args):
     to_folder = args.out.endswith(("/", os.sep)) or os.path.isdir(args.out)
@@ -88,7 +80,6 @@ def write(G, args):
         write_png(torch.cat(list(generate_batches(G, z, labels, args.batch_size))), nrow, args.out)
         print(f"wrote {args.out}: {len(z)} digits, {nrow} per row")
 
-
 def plan(G, args, to_folder):
     """(the digit of each image or None, images per grid row). A conditional G draws --digit, or in
     a grid one row per digit, ceil(n / 10) wide, or into a folder 0 1 2 ... 9 0 1 ... in turn."""
@@ -101,7 +92,6 @@ def plan(G, args, to_folder):
     per_digit = math.ceil(args.n / G.num_classes)
     return grid_labels(G.num_classes, per_digit), per_digit
 
-
 def number_image(G, text, count, seed):
     """`count` rows, each the digits of `text` side by side from one noise vector (one hand per
     row), cropped by NUMBER_CROP px left and right: (count * len(text), C, 28, 28 - 2 * crop)."""
@@ -109,23 +99,17 @@ def number_image(G, text, count, seed):
     labels = torch.tensor([int(c) for c in text]).repeat(count)  # (count * len(text),)
     return generate(G, z, labels).float().cpu()[..., NUMBER_CROP:28 - NUMBER_CROP]
 
-
 def write_folder(batches, folder):
-    """One 28x28 PNG per image: 00000.png, 00001.png, ... (grayscale for one channel)."""
-    k = 0
-    for images in batches:
-        pixels = images.add(1).mul(127.5).add(0.5).clamp(0, 255).to(torch.uint8)  # [-1, 1] -> 0..255
-        for image in pixels:  # (C, 28, 28) -> (28, 28) for one channel, Pillow's "L" mode
-            with atomic_path(os.path.join(folder, f"{k:05d}.png")) as tmp:
-                Image.fromarray(image.permute(1, 2, 0).squeeze(-1).numpy()).save(tmp, format="PNG")
-            k += 1
-
+    """One 28x28 grayscale PNG per image, batch after batch: 00000.png, 00001.png, ..."""
+    for k, image in enumerate(chain.from_iterable(batches)):
+        pixels = image.add(1).mul(127.5).add(0.5).clamp(0, 255).to(torch.uint8)  # [-1, 1] -> 0..255, (C, 28, 28)
+        with atomic_path(os.path.join(folder, f"{k:05d}.png")) as tmp:  # (28, 28): Pillow's "L" mode
+            Image.fromarray(pixels.permute(1, 2, 0).squeeze(-1).numpy()).save(tmp, format="PNG")
 
 def write_png(images, nrow, path, padding=2):
     make_writable_dir(os.path.dirname(path) or ".")
     with atomic_path(path) as tmp:
         save_image(images, tmp, format="png", nrow=nrow, padding=padding, normalize=True, value_range=(-1, 1))
-
 
 def main(argv=None):
     args = parse_args(argv)
@@ -138,7 +122,6 @@ def main(argv=None):
     except UserError as e:
         print(f"sample.py: error: {e}", file=sys.stderr)
         sys.exit(2)
-
 
 if __name__ == "__main__":
     main()

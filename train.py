@@ -6,10 +6,10 @@
     python train.py --device cuda --amp bf16 --compile
     python train.py --conditional --out out_cond      # G and D get the digit: sample.py --digit 7
 
-After every epoch, --out (default out/) holds epoch_NNN.png (an 8x8 grid from one fixed noise
-batch, so epochs compare), progress.gif (all those grids), losses.png (the curves of log.csv),
-log.csv and checkpoint.pt. Ctrl-C or kill (SIGTERM) finishes the current step, saves the
-checkpoint and exits; --resume carries on from it. A second one stops at once.
+After every epoch, --out holds epoch_NNN.png (an 8x8 grid from one fixed noise batch, so epochs
+compare), progress.gif (all those grids), losses.png (the curves of log.csv), log.csv and
+checkpoint.pt. Ctrl-C or kill (SIGTERM) finishes the step, saves the checkpoint and exits;
+--resume carries on from it. A second one stops at once.
 """
 
 import argparse
@@ -42,7 +42,6 @@ RUN_SETTINGS = dict(batch_size=bounded(int, 1, MAX_BATCH), lr_g=LEARNING_RATE, l
 LOG_FIELDS = ("epoch", "step", "loss_d", "loss_g", "d_x", "d_g_z", "images_per_s")
 MAX_STEP_BYTES = 8 * 2**30  # a step needing more would swap a laptop or fill a GPU: refused up front
 
-
 def parse_args(argv=None):
     p = ArgumentParser(prog="train.py", description="Train a DCGAN on MNIST.")
     p.add_argument("--epochs", type=bounded(int, 1, 10_000), default=25, help="total epochs to reach (default: 25)")
@@ -73,33 +72,27 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
     return p.parse_args(argv)
 
-
 def train(args):
     """The story of a run: set up, resume if asked, loop over the epochs, save after each."""
     device = pick_device(args.device)
     checkpoint = open_checkpoint(args)
-    if checkpoint:
-        vars(args).update(checkpoint["train"])
     images, labels = load_mnist(args.data_root, device)
     if args.batch_size > len(images):
         raise UserError(f"--batch-size {args.batch_size} is larger than the training set ({len(images)} images)")
     dtype = amp_dtype(device, args.amp)
     config, parts, epoch, step = build(args, device, dtype, checkpoint)
-    if step_bytes(config, args.batch_size) > MAX_STEP_BYTES:
-        raise UserError(f"--batch-size {args.batch_size} with these widths needs about "
-                        f"{step_bytes(config, args.batch_size) / 2**30:.0f} GiB per step (at most "
-                        f"{MAX_STEP_BYTES / 2**30:.0f}): lower --batch-size, --g-width or --d-width")
+    if (need := step_bytes(config, args.batch_size)) > MAX_STEP_BYTES:
+        raise UserError(f"--batch-size {args.batch_size} with these widths needs about {need / 2**30:.0f} GiB per "
+                        f"step (at most {MAX_STEP_BYTES / 2**30:.0f}): lower --batch-size, --g-width or --d-width")
     make_writable_dir(args.out)
-    print(f"device {device}, precision {str(dtype).removeprefix('torch.') + ' autocast' if dtype else 'fp32'}"
-          f"{' with GradScaler' if parts['scaler'].is_enabled() else ''}"
+    precision = f"{str(dtype).removeprefix('torch.')} autocast" if dtype else "fp32"
+    print(f"device {device}, precision {precision}{' with GradScaler' if parts['scaler'].is_enabled() else ''}"
           f"{' (slower than fp32 on CPUs without half-precision hardware)' if dtype and device.type == 'cpu' else ''}"
-          f", {len(images)} images, batch size "
-          f"{args.batch_size}{', conditional on the digit' if config['num_classes'] else ''}"
+          f", {len(images)} images, batch size {args.batch_size}{', conditional' if config['num_classes'] else ''}"
           f"{f'; resuming at epoch {epoch + 1}, step {step}' if checkpoint else ''}")
     data = (images, labels if config["num_classes"] else None)
     loop = step_arguments(parts, device, dtype, args.compile)
-    grid = grid_inputs(config, args.seed)
-    rows = read_log(args.out, step)
+    grid, rows = grid_inputs(config, args.seed), read_log(args.out, step)
     steps_per_epoch = math.ceil(len(images) / args.batch_size)
     with stop_requests() as stop:
         for epoch in range(epoch, args.epochs):
@@ -116,9 +109,9 @@ def train(args):
                       f"python train.py --resume --out {args.out} --epochs {args.epochs}")
                 return
 
-
 def open_checkpoint(args):
-    """The checkpoint to resume from (None for a fresh run), refusing to overwrite one silently."""
+    """The checkpoint to resume from, its run settings put into `args`; None for a fresh run,
+    which must not overwrite a checkpoint silently."""
     path = os.path.join(args.out, "checkpoint.pt")
     if not args.resume:
         if os.path.exists(path):
@@ -127,7 +120,11 @@ def open_checkpoint(args):
     if not os.path.exists(path):
         raise UserError(f"--resume: no checkpoint at {path}")
     checkpoint = load_checkpoint(path)
-    checkpoint["train"] = stored_settings(checkpoint, path)
+    for key, check in RUN_SETTINGS.items():  # each stored setting checked as its flag is
+        try:
+            setattr(args, key, check(repr(checkpoint["train"][key])))  # repr: a string or bool is refused
+        except (TypeError, KeyError, argparse.ArgumentTypeError):
+            raise UserError(f"{path}: its stored {key} is missing or out of range") from None
     if args.conditional and not checkpoint["config"]["num_classes"]:
         raise UserError(f"--conditional: {path} is an unconditional run; resume it without "
                         f"--conditional, or start a conditional one in another --out")
@@ -135,18 +132,6 @@ def open_checkpoint(args):
         raise UserError(f"{path} has already trained {checkpoint['epoch']} epochs: "
                         f"pass --epochs above {checkpoint['epoch']} to train on")
     return checkpoint
-
-
-def stored_settings(checkpoint, path):
-    """The run settings a checkpoint holds, each checked as its command-line flag is."""
-    settings = checkpoint.get("train")
-    for key, check in RUN_SETTINGS.items():
-        try:
-            check(repr(settings[key]))  # repr: a stored string or bool is refused, not converted
-        except (TypeError, KeyError, argparse.ArgumentTypeError):
-            raise UserError(f"{path}: its stored {key} is missing or out of range") from None
-    return {key: settings[key] for key in RUN_SETTINGS}
-
 
 def build(args, device, dtype, checkpoint):
     """Networks, optimizers, loss scaler (for autocast `dtype` fp16) and G's moving average, fresh or
@@ -159,16 +144,12 @@ def build(args, device, dtype, checkpoint):
     layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
     G, D = (net.to(device, memory_format=layout) for net in build_networks(config))
     betas = (args.beta1, args.beta2)
-    parts = dict(
-        generator=G,
-        discriminator=D,
-        # fused: one kernel for all of a network's parameters instead of a loop over them.
-        opt_g=torch.optim.Adam(G.parameters(), lr=args.lr_g, betas=betas, fused=True),
-        opt_d=torch.optim.Adam(D.parameters(), lr=args.lr_d, betas=betas, fused=True),
-        # Loss scaling only for fp16, whose narrow range underflows small gradients; bf16 needs none.
-        scaler=torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
-        ema=copy.deepcopy(G),
-    )
+    parts = dict(generator=G, discriminator=D,
+                 # fused: one kernel for all of a network's parameters instead of a loop over them.
+                 opt_g=torch.optim.Adam(G.parameters(), lr=args.lr_g, betas=betas, fused=True),
+                 opt_d=torch.optim.Adam(D.parameters(), lr=args.lr_d, betas=betas, fused=True),
+                 # Loss scaling only for fp16, whose narrow range underflows small gradients; bf16 needs none.
+                 scaler=torch.amp.GradScaler(device.type, enabled=dtype == torch.float16), ema=copy.deepcopy(G))
     if not checkpoint:
         return config, parts, 0, 0
     try:
@@ -178,47 +159,41 @@ def build(args, device, dtype, checkpoint):
         torch.set_rng_state(checkpoint["rng"]["cpu"])
         if device.type in checkpoint["rng"] and device.type != "cpu":  # absent when resuming on another device
             getattr(torch, device.type).set_rng_state(checkpoint["rng"][device.type])
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
-        # what torch raises for a state that does not fit
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:  # what torch raises
         raise UserError(f"{args.out}/checkpoint.pt does not fit the run it describes ({type(e).__name__})") from None
     return config, parts, checkpoint["epoch"], checkpoint["step"]
 
-
 def step_bytes(config, batch_size):
-    """About the memory a training step holds for its backward pass: 12 bytes per number of the
-    feature maps of G and of D's three calls, per image (measured on the CPU: about 9.5 at batch 1024)."""
+    """About the memory a step holds for its backward pass: 12 bytes per number of the feature maps
+    of G and of D's three calls, per image (measured on the CPU: about 9.5 at batch 1024)."""
     w, dw = config["g_width"], config["d_width"]
-    maps = 4 * w * 7 * 7 + 2 * w * 14 * 14 + 28 * 28 + 3 * (dw * 14 * 14 + 2 * dw * 7 * 7)
-    return 12 * maps * batch_size
-
+    return 12 * batch_size * (4 * w * 7 * 7 + 2 * w * 14 * 14 + 28 * 28 + 3 * (dw * 14 * 14 + 2 * dw * 7 * 7))
 
 def amp_dtype(device, mode):
-    """The autocast dtype for --amp on this device, or None for plain fp32. auto: bf16 on CUDA where
-    the card has it (no loss scaling needed), else fp16; off on the CPU, where bf16 autocast without
-    bf16 hardware measured ~25x slower than fp32, and on MPS, where fp32 is the path that surely works."""
+    """The autocast dtype for --amp on this device, or None for fp32. auto: bf16 on CUDA where the
+    card has it (no loss scaling needed), else fp16; off on the CPU, where bf16 autocast without bf16
+    hardware measured ~25x slower than fp32, and on MPS, where fp32 is the path that surely works."""
     if mode == "auto":
         mode = "off" if device.type != "cuda" else "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if mode == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UserError("--amp bf16: this GPU has no bf16; use --amp fp16 (with loss scaling) or --amp off")
     return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
 
-
 def step_arguments(parts, device, dtype, compiled):
-    """train_step's arguments but the batch and the decay. Checkpoints keep the plain modules, never
-    the torch.compile wrappers, so their keys carry no `_orig_mod.` prefix. On CUDA, --compile
-    records CUDA graphs (mode "reduce-overhead"): a step of small kernels is bound by launching them."""
+    """train_step's arguments but the batch and the decay. Checkpoints keep the plain modules, not the
+    torch.compile wrappers (no `_orig_mod.` in their keys). On CUDA, --compile records CUDA graphs
+    (mode "reduce-overhead"): a step of small kernels is bound by launching them."""
     mode = "reduce-overhead" if device.type == "cuda" else None
     G, D = (torch.compile(net, mode=mode) if compiled else net for net in (parts["generator"], parts["discriminator"]))
     return dict(G=G, D=D, opt_g=parts["opt_g"], opt_d=parts["opt_d"], scaler=parts["scaler"], ema=parts["ema"],
                 autocast=torch.autocast(device.type, dtype=dtype) if dtype else nullcontext())
 
-
 @contextmanager
 def stop_requests():
-    """Ctrl-C (SIGINT) and SIGTERM (kill, docker stop, cluster schedulers) set a flag that the loop
-    checks after each step, so no step is cut in half and the checkpoint gets written. A second
-    signal raises KeyboardInterrupt at once: a long step (--compile warming up) can still be
-    aborted, and a checkpoint being written is dropped under its temporary name (atomic_path)."""
+    """Ctrl-C (SIGINT) and SIGTERM (kill, docker stop, schedulers) set a flag the loop checks after
+    each step, so no step is cut in half and the checkpoint gets written. A second signal raises
+    KeyboardInterrupt at once: a long step (--compile warming up) can still be aborted, and a
+    checkpoint being written is dropped under its temporary name (atomic_path)."""
     stop = threading.Event()
 
     def request(signum, frame):
@@ -234,11 +209,10 @@ def stop_requests():
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
-
 def run_epoch(args, data, loop, epoch, step, stop, rows):
-    """Train on data = (images, labels or None) from `step` to the end of `epoch`, or until a
-    signal sets `stop`. Every --log-every steps, a row in `rows` (and log.csv) and a console line.
-    Statistics are summed on the device and read only then: a read waits for the device."""
+    """Train on data = (images, labels or None) from `step` to the end of `epoch`, or until `stop`.
+    Every --log-every steps, a row in `rows` (and log.csv) and a console line. Statistics are summed
+    on the device and read only then: a read waits for the device."""
     images, labels = data
     n, bs = len(images), args.batch_size
     steps_per_epoch = math.ceil(n / bs)
@@ -263,19 +237,16 @@ def run_epoch(args, data, loop, epoch, step, stop, rows):
             break
     return step
 
-
 def save_run(args, config, parts, epoch, step):
     """checkpoint.pt after `step` steps, `epoch` epochs of them complete (a run stopped mid-epoch
     resumes at batch step - epoch * steps_per_epoch of its epoch)."""
     device = next(parts["generator"].parameters()).device
-    state = {name: part.state_dict() for name, part in parts.items()}
     rng = {"cpu": torch.get_rng_state()}
     if device.type != "cpu":
         rng[device.type] = getattr(torch, device.type).get_rng_state()  # torch.cuda / torch.mps
-    state.update(format=CHECKPOINT_FORMAT, config=config, train={k: vars(args)[k] for k in RUN_SETTINGS},
-                 epoch=epoch, step=step, rng=rng)
-    save_checkpoint(state, os.path.join(args.out, "checkpoint.pt"))
-
+    save_checkpoint({name: part.state_dict() for name, part in parts.items()} | dict(
+        format=CHECKPOINT_FORMAT, config=config, train={k: vars(args)[k] for k in RUN_SETTINGS},
+        epoch=epoch, step=step, rng=rng), os.path.join(args.out, "checkpoint.pt"))
 
 def grid_inputs(config, seed):
     """The grids' fixed (z, labels): 64 digits in an 8x8 grid, or for a conditional GAN one row
@@ -283,7 +254,6 @@ def grid_inputs(config, seed):
     if not config["num_classes"]:
         return seeded_noise(64, config["nz"], seed), None
     return seeded_noise(8, config["nz"], seed).repeat(config["num_classes"], 1), grid_labels(config["num_classes"], 8)
-
 
 def write_pictures(out, G, grid, epoch, rows):
     """epoch_NNN.png from the fixed grid noise, progress.gif of all of them, and losses.png."""
@@ -296,55 +266,39 @@ def write_pictures(out, G, grid, epoch, rows):
     with atomic_path(os.path.join(out, "losses.png")) as tmp:
         draw_losses(rows).save(tmp, format="PNG")
 
-
 def draw_losses(rows, width=640, height=480):
-    """A picture of log.csv's rows: D's and G's loss (top), D(x) and D(G(z)) (bottom), against the step."""
+    """log.csv's rows as a picture: D's and G's loss (top), D(x) and D(G(z)) (bottom), against the step."""
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
     steps = [int(row[1]) for row in rows]
-    panels = (("loss", (2, "loss_d", "#d62728"), (3, "loss_g", "#1f77b4")),
-              ("D: probability of real", (4, "D(x)", "#2ca02c"), (5, "D(G(z))", "#9467bd")))
-    for k, (label, *curves) in enumerate(panels):
-        left, top, right, bottom = 60, k * height // 2 + 25, width - 20, (k + 1) * height // 2 - 35
+    x = [20 + (width - 40) * (s - steps[0]) / max(steps[-1] - steps[0], 1) for s in steps]
+    panels = (((2, "loss_d", "#d62728"), (3, "loss_g", "#1f77b4")), ((4, "D(x)", "#2ca02c"), (5, "D(G(z))", "#9467bd")))
+    for k, curves in enumerate(panels):
+        top, bottom = k * height // 2 + 25, (k + 1) * height // 2 - 10
         values = [float(row[column]) for column, _, _ in curves for row in rows]
-        low, high = (0.0, 1.0) if k else (0.0, max([v for v in values if math.isfinite(v)], default=1.0))
-        x = [left + (right - left) * (s - steps[0]) / max(steps[-1] - steps[0], 1) for s in steps]
+        high = 1.0 if k else max([v for v in values if math.isfinite(v)], default=1.0)  # D's are probabilities
 
         def y(v):  # a loss that diverged to inf or NaN is drawn at the top
-            v = min(max(v, low), high) if math.isfinite(v) else high
-            return bottom - (bottom - top) * (v - low) / max(high - low, 1e-9)
+            return bottom - (bottom - top) * (min(max(v, 0), high) if math.isfinite(v) else high) / max(high, 1e-9)
 
-        draw.rectangle((left, top, right, bottom), outline="black")
-        draw.text((left, top - 15), label, fill="black")
-        draw.text((left - 45, top), f"{high:.2f}", fill="black")
-        draw.text((left - 45, bottom - 10), f"{low:.2f}", fill="black")
-        draw.text((left, bottom + 4), f"{steps[0]}", fill="black")
-        draw.text((right - 40, bottom + 4), f"{steps[-1]}", fill="black")
-        draw.text(((left + right) // 2 - 10, bottom + 4), "step", fill="black")
+        draw.rectangle((20, top, width - 20, bottom), outline="black")
+        draw.text((180, top - 15), f"from 0 (bottom) to {high:.2f} (top), steps {steps[0]} to {steps[-1]}", fill="black")
         for j, (column, name, colour) in enumerate(curves):
             draw.line([(xj, y(float(row[column]))) for xj, row in zip(x, rows)], fill=colour, width=2)
-            legend = right - 200 + 100 * j  # above the plot, beside its label
-            draw.line((legend, top - 9, legend + 20, top - 9), fill=colour, width=2)
-            draw.text((legend + 25, top - 15), name, fill="black")
+            draw.text((20 + 70 * j, top - 15), name, fill=colour)  # the legend: each name in its curve's colour
     return image
-
 
 def read_log(out, step):
     """log.csv's rows up to `step` (rows past it were written after the checkpoint), or none."""
-    path = os.path.join(out, "log.csv")
-    if not os.path.exists(path):
+    if not os.path.exists(path := os.path.join(out, "log.csv")):
         return []
     with open(path, newline="") as f:
         return [row for row in csv.reader(f) if len(row) == len(LOG_FIELDS) and row[1].isdigit() and int(row[1]) <= step]
 
-
 def write_log(out, rows):
     """log.csv, written whole under a temporary name and renamed, so no kill leaves half a row."""
     with atomic_path(os.path.join(out, "log.csv")) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(LOG_FIELDS)
-        writer.writerows(rows)
-
+        csv.writer(f).writerows([LOG_FIELDS, *rows])
 
 def main(argv=None):
     args = parse_args(argv)
@@ -357,7 +311,6 @@ def main(argv=None):
         print(f"train.py: stopped at once; {args.out}/checkpoint.pt is the last complete checkpoint, if any",
               file=sys.stderr)
         sys.exit(130)
-
 
 if __name__ == "__main__":
     main()
