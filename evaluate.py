@@ -45,7 +45,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=SEED, default=0, help="noise seed (default: 0)")
     add_device_flag(p)
     p.add_argument("--no-ema", action="store_true",
-                   help="use the generator's raw weights, even where their moving average is the default")
+                   help="use the generator's raw weights instead of their moving average")
     p.add_argument("--data-root", default="data", help="folder holding MNIST/raw/ (default: data)")
     p.add_argument("--json", help="also write the scores to this JSON file")
     p.add_argument("--batch-size", type=bounded(int, 1, 10_000), default=500,

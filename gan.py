@@ -30,10 +30,15 @@ class Generator(nn.Module):
             nn.Unflatten(1, (width * 4, 7, 7)),  # (N, 4w * 7 * 7) -> (N, 4w, 7, 7)
             nn.BatchNorm2d(width * 4),
             nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(width * 4, width * 2, k, 2, pad, out_pad, bias=False),  # -> (N, 2w, 14, 14)
+            # A stride-1 stage at 7x7, as in the TensorFlow DCGAN tutorial: more layers where a digit's
+            # shape is decided, at no extra step time on a CPU (docs/experiments.md). Always 5x5, which keeps 7x7.
+            nn.ConvTranspose2d(width * 4, width * 2, 5, 1, 2, bias=False),  # -> (N, 2w, 7, 7)
             nn.BatchNorm2d(width * 2),
             nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(width * 2, channels, k, 2, pad, out_pad),  # -> (N, C, 28, 28)
+            nn.ConvTranspose2d(width * 2, width, k, 2, pad, out_pad, bias=False),  # -> (N, w, 14, 14)
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(width, channels, k, 2, pad, out_pad),  # -> (N, C, 28, 28)
             nn.Tanh(),  # [-1, 1], the range the data is scaled to
         )
 
@@ -142,9 +147,10 @@ def update_average(average, G, decay):
             mean.copy_(new)
 
 def warmed_up_decay(step, decay):
-    """The moving average's decay at `step` (from 0): min(decay, (1 + step) / (10 + step)), so it
-    forgets the random initial weights fast (a fixed 0.999 keeps 63% of them after 469 steps)."""
-    return min(decay, (1 + step) / (10 + step))
+    """The moving average's decay at `step` (from 0): min(decay, (1 + step) / (30 + step)). Early on
+    the average spans about the last step / 29 steps, so it forgets the random init within an epoch
+    and suits a 1-epoch run; `decay` caps it (0.999: about the last 1,000 steps)."""
+    return min(decay, (1 + step) / (30 + step))
 
 def seeded_noise(n, nz, seed):
     """(n, nz) noise from a CPU generator of its own: for a seed, the same on every device."""
@@ -256,7 +262,7 @@ def save_checkpoint(checkpoint, path):
     with atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
 
-CHECKPOINT_FORMAT = 2  # the layout of train.py's checkpoint.pt; other layouts are refused
+CHECKPOINT_FORMAT = 3  # the layout of train.py's checkpoint.pt; other layouts are refused
 # What each configuration entry may hold: the networks are built from these numbers before any
 # weight is read, so a forged file must not ask for a network the size of the machine.
 CONFIG_VALUES = dict(nz=range(1, MAX_NZ + 1), g_width=range(1, MAX_WIDTH + 1), d_width=range(1, MAX_WIDTH + 1),
@@ -290,20 +296,11 @@ def load_checkpoint(path):
             raise UserError(f"{path}: its {key} entry is not a set of weights")
     return checkpoint
 
-# The moving average is the default generator once it has averaged this many steps: by Frechet
-# distance worse than the raw weights after 1 and 3 epochs of 469 steps, mostly better from 10 on.
-EMA_AFTER_STEPS = 4690
-
-def ema_ready(steps):
-    """Whether the moving average after `steps` training steps is the better generator."""
-    return steps >= EMA_AFTER_STEPS
-
 def generator_from_checkpoint(checkpoint, ema=True):
-    """G rebuilt from the checkpoint's configuration, with its weights: their moving average if
-    `ema` and that is ema_ready."""
+    """G rebuilt from the checkpoint's configuration, with its weights' moving average (`ema`) or the raw ones."""
     G, _ = build_networks(checkpoint["config"])
     try:
-        G.load_state_dict(checkpoint["ema" if ema and ema_ready(checkpoint["step"]) else "generator"])
+        G.load_state_dict(checkpoint["ema" if ema else "generator"])
     except RuntimeError as e:
         raise UserError(f"checkpoint weights do not fit its configuration: {str(e).splitlines()[0]}") from None
     return G

@@ -46,7 +46,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=SEED, default=0, help="noise seed (default: 0)")
     add_device_flag(p)
     p.add_argument("--no-ema", action="store_true",
-                   help="use the generator's raw weights, even where their moving average is the default")
+                   help="use the generator's raw weights instead of their moving average")
     p.add_argument("--nrow", type=bounded(int, 1, MAX_GRID), default=None, help="digits per grid row (default: about sqrt(n))")
     p.add_argument("--batch-size", type=bounded(int, 1, 10_000), default=500,
                    help="digits generated at a time, which bounds memory (default: 500)")

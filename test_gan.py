@@ -114,7 +114,8 @@ def test_default_sizes_are_dcgan():
     assert G.nz == 100
     assert G(torch.randn(2, 100)).shape == (2, 1, 28, 28)
     assert (G.project.in_features, G.project.out_features) == (100, 256 * 7 * 7)  # then 7x7 maps
-    assert [m.out_channels for m in G.modules() if isinstance(m, torch.nn.ConvTranspose2d)] == [128, 1]
+    assert [m.out_channels for m in G.modules() if isinstance(m, torch.nn.ConvTranspose2d)] == [128, 64, 1]
+    assert G.net[3].stride == (1, 1)  # a stride-1 stage at 7x7 before the two stride-2 ones
     assert [m.out_channels for m in D.modules() if isinstance(m, torch.nn.Conv2d)] == [32, 64, 1]
     strided = [m for m in [*G.modules(), *D.modules()] if getattr(m, "stride", None) == (2, 2)]
     assert len(strided) == 4 and all(m.kernel_size == (5, 5) for m in strided)
@@ -203,17 +204,19 @@ def test_checkpoint_round_trip_gives_identical_samples(tmp_path):
     G.apply(gan.weights_init)
     G(torch.randn(32, 16))  # training-mode pass: moves the BatchNorm running statistics
     path = tmp_path / "c.pt"
-    gan.save_checkpoint({"format": gan.CHECKPOINT_FORMAT, "epoch": 0, "step": 0, "generator": G.state_dict(), "ema": {},
-                         "config": dict(nz=16, g_width=8, d_width=8, channels=1, num_classes=0, kernel_size=5)}, path)
-    G2 = gan.generator_from_checkpoint(gan.load_checkpoint(path))
+    gan.save_checkpoint({"format": gan.CHECKPOINT_FORMAT, "epoch": 0, "step": 0, "generator": G.state_dict(),
+                         "ema": G.state_dict(), "config": dict(nz=16, g_width=8, d_width=8, channels=1, num_classes=0,
+                                                               kernel_size=5)}, path)
     z = torch.randn(10, 16)
-    assert torch.equal(gan.generate(G, z), gan.generate(G2, z))
+    for ema in (True, False):
+        assert torch.equal(gan.generate(G, z), gan.generate(gan.generator_from_checkpoint(gan.load_checkpoint(path), ema), z))
     assert G.training, "generate() must restore training mode"
 
 
 def test_checkpoint_of_another_format_is_refused(trained, tmp_path, capsys):
     checkpoint = torch.load(trained / "checkpoint.pt", weights_only=True)
-    for name, change in (("old", lambda c: c.pop("format")), ("future", lambda c: c.update(format=3))):
+    for name, change in (("none", lambda c: c.pop("format")), ("old", lambda c: c.update(format=gan.CHECKPOINT_FORMAT - 1)),
+                         ("future", lambda c: c.update(format=gan.CHECKPOINT_FORMAT + 1))):
         change(checkpoint)
         gan.save_checkpoint(checkpoint, tmp_path / f"{name}.pt")
         err = expect_exit_2(capsys, sample.main, ["--checkpoint", str(tmp_path / f"{name}.pt"), "--out", str(tmp_path / "g.png")])
@@ -327,6 +330,18 @@ def test_update_average_is_the_exponential_moving_average():
         assert torch.allclose(average.state_dict()[name], expected, atol=1e-7), name
 
 
+def test_ema_warm_up_trails_a_moving_weight_by_a_thirtieth_of_the_run():
+    """The rule's promise: after n steps the average sits about n / 30 steps behind weights that
+    move steadily (weight = step), short run or long, until the decay reaches its cap."""
+    for n in (469, 4690):  # 1 and 10 epochs at batch 128
+        average = 0.0
+        for step in range(n):
+            decay = gan.warmed_up_decay(step, 0.999)
+            average = decay * average + (1 - decay) * step
+        assert (n - 1) - average == pytest.approx(n / 30, abs=1)
+    assert gan.warmed_up_decay(50_000, 0.999) == 0.999 and gan.warmed_up_decay(0, 0.999) == 1 / 30
+
+
 def test_ema_warm_up_forgets_the_init_within_one_epoch():
     """469 updates (one epoch at batch 128): with the warm-up, what is left of the initial
     weights must be under 1%, where a fixed decay of 0.999 would keep 63% of them."""
@@ -339,16 +354,14 @@ def test_ema_warm_up_forgets_the_init_within_one_epoch():
     assert 0 <= 1 - ema.weight.item() < 0.01  # left of the init; a fixed 0.999 would leave 63%
 
 
-def test_checkpoint_keeps_the_ema_and_sampling_uses_it(trained, tmp_path, monkeypatch):
+def test_checkpoint_keeps_the_ema_and_sampling_uses_it(trained, tmp_path):
     checkpoint = gan.load_checkpoint(trained / "checkpoint.pt")
     assert checkpoint["step"] == 6 and checkpoint["ema"].keys() == checkpoint["generator"].keys()
     raw = gan.generator_from_checkpoint(checkpoint, ema=False)
     z = torch.randn(1, 16, generator=torch.Generator().manual_seed(0))  # sample.py's noise for --seed 0
-    assert torch.equal(gan.generate(gan.generator_from_checkpoint(checkpoint), z), gan.generate(raw, z))
-    monkeypatch.setattr(gan, "EMA_AFTER_STEPS", 6)  # from here on, 6 steps are enough
     averaged = gan.generator_from_checkpoint(checkpoint)
     assert not torch.equal(gan.generate(averaged, z), gan.generate(raw, z))
-    for flag, G in (([], averaged), (["--no-ema"], raw)):  # once ready, the average is the default
+    for flag, G in (([], averaged), (["--no-ema"], raw)):  # the average is the default, from the first step
         out = tmp_path / f"one{len(flag)}"
         sample.main(["--checkpoint", str(trained / "checkpoint.pt"), "--n", "1", "--out", f"{out}/", *flag])
         with Image.open(out / "00000.png") as image:
@@ -381,7 +394,7 @@ def test_train_writes_grids_gif_log_and_checkpoint(trained):
     assert not [f for f in os.listdir(trained) if ".tmp" in f], "temporary files left behind"
 
 
-def test_grids_draw_from_the_ema_once_ready(mnist_root, trained, tmp_path, monkeypatch):
+def test_grids_draw_from_the_ema(mnist_root, tmp_path):
     def drawn_from(run, ema):  # whether epoch 2's grid is G's raw weights' (ema False) or their average's
         checkpoint = gan.load_checkpoint(run / "checkpoint.pt")
         with Image.open(run / "epoch_002.png") as image:
@@ -391,8 +404,6 @@ def test_grids_draw_from_the_ema_once_ready(mnist_root, trained, tmp_path, monke
         expected = gan.generate(G, *train.grid_inputs(checkpoint["config"], 0))[:, 0]
         return (digits - expected.add(1).mul(127.5).add(0.5).clamp(0, 255).int()).abs().max() <= 1
 
-    assert drawn_from(trained, ema=False)  # 6 steps: too few for the average
-    monkeypatch.setattr(gan, "EMA_AFTER_STEPS", 6)
     run_train(mnist_root, tmp_path, "--epochs", "2", "--lr-g", "0.05")  # a fast G, which the average lags
     assert drawn_from(tmp_path, ema=True) and not drawn_from(tmp_path, ema=False)
 
@@ -969,8 +980,7 @@ def test_malicious_pickle_is_refused_by_every_script(mnist_root, tmp_path, capsy
     assert not marker.exists(), "the checkpoint ran code"
 
 
-def test_evaluate_no_ema_scores_the_raw_weights(scored_root, trained, tmp_path, monkeypatch):
-    monkeypatch.setattr(gan, "EMA_AFTER_STEPS", 6)  # the average is the default for this run
+def test_evaluate_no_ema_scores_the_raw_weights(scored_root, trained, tmp_path):
     for flag in ([], ["--no-ema"]):
         evaluate.main(["--checkpoint", str(trained / "checkpoint.pt"), "--n", "20", "--data-root", str(scored_root),
                        "--json", str(tmp_path / f"{len(flag)}.json"), *flag])

@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw
 from torchvision.utils import save_image
 
 from gan import (CHECKPOINT_FORMAT, MAX_BATCH, MAX_NZ, MAX_WIDTH, SEED, ArgumentParser, UserError,
-                 add_device_flag, atomic_path, bounded, build_networks, ema_ready, generate, grid_labels,
+                 add_device_flag, atomic_path, bounded, build_networks, generate, grid_labels,
                  load_checkpoint, load_mnist, make_writable_dir, pick_device, save_checkpoint, seeded_noise,
                  train_step, warmed_up_decay)
 
@@ -56,8 +56,8 @@ def parse_args(argv=None):
     p.add_argument("--d-width", type=bounded(int, 1, MAX_WIDTH), default=32, help="discriminator base width (default: 32)")
     p.add_argument("--kernel-size", type=int, default=5, choices=[4, 5],
                    help="kernel size of the four stride-2 convolutions (default: 5)")
-    p.add_argument("--ema-decay", type=FRACTION, default=0.99,
-                   help="decay of the generator's moving average, reached by a warm-up (default: 0.99)")
+    p.add_argument("--ema-decay", type=FRACTION, default=0.999,
+                   help="decay of the generator's moving average, reached by a warm-up (default: 0.999)")
     p.add_argument("--conditional", action="store_true",
                    help="class-conditional: G and D are given the digit label, so sample.py can ask for one")
     p.add_argument("--data-root", default="data", help="folder holding MNIST/raw/ (default: data)")
@@ -98,8 +98,8 @@ def train(args):
         for epoch in range(epoch, args.epochs):
             step = run_epoch(args, data, loop, epoch, step, stop, rows)
             finished = step == (epoch + 1) * steps_per_epoch
-            if finished:  # the grids draw from G's moving average once that is the better generator
-                write_pictures(args.out, parts["ema"] if ema_ready(step) else parts["generator"], grid, epoch + 1, rows)
+            if finished:  # the grids draw from G's moving average, as sample.py does
+                write_pictures(args.out, parts["ema"], grid, epoch + 1, rows)
             save_run(args, config, parts, epoch + finished, step)
             if finished:
                 print(f"epoch {epoch + 1}/{args.epochs} done: wrote epoch_{epoch + 1:03d}.png, progress.gif, "
@@ -167,7 +167,7 @@ def step_bytes(config, batch_size):
     """About the memory a step holds for its backward pass: 12 bytes per number of the feature maps
     of G and of D's three calls, per image (measured on the CPU: about 9.5 at batch 1024)."""
     w, dw = config["g_width"], config["d_width"]
-    return 12 * batch_size * (4 * w * 7 * 7 + 2 * w * 14 * 14 + 28 * 28 + 3 * (dw * 14 * 14 + 2 * dw * 7 * 7))
+    return 12 * batch_size * (6 * w * 7 * 7 + w * 14 * 14 + 28 * 28 + 3 * (dw * 14 * 14 + 2 * dw * 7 * 7))
 
 def amp_dtype(device, mode):
     """The autocast dtype for --amp on this device, or None for fp32. auto: bf16 on CUDA where the
