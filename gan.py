@@ -1,6 +1,6 @@
 """DCGAN for 28x28 MNIST digits (Radford et al. 2015): the generator, the discriminator and the
 DCGAN weight init, then the helpers the scripts share. Importing this file runs nothing.
-Sized for MNIST's native 28x28, not the 64x64 pytorch/examples resizes to: under a quarter of the FLOPs.
+Sized for MNIST's native 28x28, not the 64x64 pytorch/examples resizes to: about a quarter of the FLOPs.
 """
 
 import argparse
