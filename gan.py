@@ -23,8 +23,8 @@ class Generator(nn.Module):
         k, pad, out_pad = kernel_size, (kernel_size - 1) // 2, kernel_size % 2  # 7 -> 14 -> 28 for k = 4 or 5
         # Left at PyTorch's N(0, 1) init (weights_init skips it): the same scale as z beside it.
         self.embed = nn.Embedding(num_classes, num_classes) if num_classes else None
-        # The paper's "projection": a matrix product reshaped into 7x7 maps. (pytorch/examples
-        # computes it as a transposed conv on a 1x1 input, which oneDNN runs 4x slower.)
+        # The paper's "projection": a matrix product reshaped into 7x7 maps (pytorch/examples' transposed
+        # conv on a 1x1 input computes the same, 4x slower in oneDNN).
         self.project = nn.Linear(nz + num_classes, width * 4 * 7 * 7, bias=False)
         self.net = nn.Sequential(
             nn.Unflatten(1, (width * 4, 7, 7)),  # (N, 4w * 7 * 7) -> (N, 4w, 7, 7)
@@ -48,13 +48,10 @@ class Generator(nn.Module):
         return self.net(self.project(z))  # (N, C, 28, 28)
 
 class Discriminator(nn.Module):
-    """Images (N, channels, 28, 28) -> one real-vs-fake logit each, (N,). Logits, not
-    probabilities: BCEWithLogitsLoss fuses the sigmoid into the log, exact under autocast
-    (Sigmoid + BCELoss is not).
-
-    With num_classes > 0, forward(x, labels) judges "a real image of this digit": a projection
-    discriminator (Miyato & Koyama 2018), where each class adds its own 7x7 kernel to the final
-    one. The kernels start at zero, so training starts from the unconditional DCGAN."""
+    """Images (N, channels, 28, 28) -> one real-vs-fake logit each, (N,): logits, because
+    BCEWithLogitsLoss is exact under autocast (Sigmoid + BCELoss is not). With num_classes > 0,
+    forward(x, labels) judges "a real image of this digit" as a projection discriminator (Miyato &
+    Koyama 2018): each class adds its own 7x7 kernel, from zero, to the final one."""
 
     def __init__(self, *, width=32, channels=1, num_classes=0, kernel_size=5):
         super().__init__()
@@ -90,21 +87,19 @@ def weights_init(module):
         nn.init.zeros_(module.bias)
 
 # ----------------------------------------------------------------------------
-# Helpers the scripts share: networks from a configuration, the training step, sampling, data,
-# checkpoints, and the one-line errors.
+# Helpers the scripts share: the training step, sampling, data, checkpoints, the one-line errors.
 
 def build_networks(config):
     """(G, D) with the sizes of a configuration dict (as train.py stores it), DCGAN-initialised."""
     sizes = dict(channels=config["channels"], num_classes=config["num_classes"], kernel_size=config["kernel_size"])
     G = Generator(nz=config["nz"], width=config["g_width"], **sizes)
-    D = Discriminator(width=config["d_width"], **sizes)
-    return G.apply(weights_init), D.apply(weights_init)
+    return G.apply(weights_init), Discriminator(width=config["d_width"], **sizes).apply(weights_init)
 
 def train_step(G, D, opt_g, opt_d, scaler, real, labels, autocast, ema, ema_decay):
-    """One DCGAN step: D learns real (target 1) from fake (target 0), G learns to make D say real,
-    and `ema`, G's moving average, moves toward G. `labels` (B,): the real digits of a conditional
-    GAN (the fakes are asked for the same), else None. Returns a (4,) device tensor: loss_d, loss_g,
-    D(x), D(G(z)). Nothing here reads a device value (.item()): a read makes the host wait."""
+    """One DCGAN step: D learns real (target 1) from fake (0), G learns to make D say real, and G's
+    moving average `ema` moves toward G. `labels` (B,): the real digits of a conditional GAN (fakes
+    are asked for the same), else None. Returns (4,) on the device: loss_d, loss_g, D(x), D(G(z));
+    nothing here reads a device value (.item()), which would make the host wait."""
     torch.compiler.cudagraph_mark_step_begin()  # --compile on CUDA: a new step, so CUDA graphs may reuse memory
     z = torch.randn(real.size(0), G.nz, device=real.device)
     with autocast:
@@ -113,14 +108,11 @@ def train_step(G, D, opt_g, opt_d, scaler, real, labels, autocast, ema, ema_deca
         logit_real, logit_fake = D(real, labels), D(fake.detach(), labels)  # (B,), (B,); no G grads
         loss_d = (F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
                   + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)))
-    # fp16 loss scaling with two optimizers, as PyTorch's AMP examples do it: each loss scaled, each
-    # optimizer stepped through the scaler (which unscales only its own gradients and skips its step
-    # if they overflowed), update() once after both, so both losses of a step share one scale and an
-    # overflow in either lowers it once. The fused Adams check for overflow on the device: no sync.
+    # fp16 loss scaling with two optimizers, as PyTorch's AMP examples do it: each optimizer stepped
+    # through the scaler (it skips a step whose gradients overflowed), one update() after both.
     opt_d.zero_grad(set_to_none=True)
     scaler.scale(loss_d).backward()
     scaler.step(opt_d)
-
     D.requires_grad_(False)  # G's loss needs gradients through D, not for D's own weights
     with autocast:
         logit_gen = D(fake, labels)
@@ -147,9 +139,8 @@ def update_average(average, G, decay):
             mean.copy_(new)
 
 def warmed_up_decay(step, decay):
-    """The moving average's decay at `step` (from 0): min(decay, (1 + step) / (30 + step)). Early on
-    the average spans about the last step / 29 steps, so it forgets the random init within an epoch
-    and suits a 1-epoch run; `decay` caps it (0.999: about the last 1,000 steps)."""
+    """The moving average's decay at `step` (from 0): (1 + step) / (30 + step), capped at `decay`. Early
+    on it spans the last step / 29 steps, so it forgets the random init within an epoch."""
     return min(decay, (1 + step) / (30 + step))
 
 def seeded_noise(n, nz, seed):
@@ -162,10 +153,9 @@ def grid_labels(num_classes, per_digit):
 
 @torch.no_grad()
 def generate(G, z, labels=None):
-    """Images (N, C, 28, 28) in [-1, 1] for noise z (N, nz) (and digits (N,) if G is conditional),
-    with BatchNorm's running statistics, so an image does not depend on the rest of its batch."""
-    was_training = G.training
-    device = next(G.parameters()).device
+    """Images (N, C, 28, 28) in [-1, 1] for noise z (N, nz) (and digits (N,) if G is conditional), with
+    BatchNorm's running statistics, so an image does not depend on the rest of its batch."""
+    was_training, device = G.training, next(G.parameters()).device
     images = G.eval()(z.to(device), None if labels is None else labels.to(device))
     G.train(was_training)
     return images
@@ -176,8 +166,8 @@ def generate_batches(G, z, labels, batch_size):
         yield generate(G, z[i:i + batch_size], None if labels is None else labels[i:i + batch_size]).float().cpu()
 
 def load_mnist(root, device, train=True):
-    """MNIST's training (or test) set on `device`: images (N, 1, 28, 28) in [-1, 1], labels (N,),
-    scaled once and indexed into batches (a DataLoader converts every image from PIL every epoch)."""
+    """MNIST's training (or test) set on `device`: images (N, 1, 28, 28) in [-1, 1], labels (N,), scaled
+    once and indexed into batches (a DataLoader converts every image from PIL every epoch)."""
     raw = os.path.join(root, "MNIST", "raw")
     made = [d for d in (raw, os.path.dirname(raw), root) if not os.path.isdir(d)]  # what a download makes
     try:
@@ -199,24 +189,21 @@ class UserError(Exception):
     """A problem with the user's input: the scripts print it as one line and exit 2."""
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but every error is one line on stderr (no usage block) and exit code 2."""
-
-    def error(self, message):
+    def error(self, message):  # one line on stderr (no usage block), exit code 2
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 def bounded(kind, low, high, *, open_low=False, open_high=False):
     """argparse type: a number of `kind` (int or float) from `low` to `high`, an open end excluding
     that bound. NaN and infinities fail a comparison or a bound, so they are refused too."""
-    interval = f"{'(' if open_low else '['}{low:,}, {high:,}{')' if open_high else ']'}"
-
     def parse(text):
         try:
             value = kind(text)
         except ValueError:
             value = math.nan
         if not ((low < value if open_low else low <= value) and (value < high if open_high else value <= high)):
-            raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'} "
-                                             f"in {interval}, got {text!r}")
+            interval = f"{'(' if open_low else '['}{low:,}, {high:,}{')' if open_high else ']'}"
+            raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'} in {interval}, "
+                                             f"got {text!r}")
         return value
     return parse
 
@@ -248,8 +235,8 @@ def make_writable_dir(path):
 
 @contextmanager
 def atomic_path(path):
-    """Yield a temporary name beside `path`, renamed onto `path` only if the block succeeds, so a
-    crash, a kill or Ctrl-C never leaves a half-written file under the real name."""
+    """Yield a temporary name beside `path`, renamed onto `path` only if the block succeeds: a crash,
+    a kill or Ctrl-C never leaves a half-written file under the real name."""
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         yield tmp
@@ -269,8 +256,8 @@ CONFIG_VALUES = dict(nz=range(1, MAX_NZ + 1), g_width=range(1, MAX_WIDTH + 1), d
                      channels=(1,), num_classes=(0, 10), kernel_size=(4, 5))
 
 def load_checkpoint(path):
-    """A checkpoint written by train.py, on the CPU, or a one-line UserError. weights_only=True:
-    the file may come from anywhere, and unpickling arbitrary objects could run code."""
+    """A checkpoint train.py wrote, on the CPU, or a one-line UserError. weights_only=True: the file
+    may come from anywhere, and unpickling arbitrary objects could run code."""
     if not os.path.isfile(path):
         raise UserError(f"no checkpoint at {path} (train one with: python train.py)")
     try:
@@ -282,8 +269,7 @@ def load_checkpoint(path):
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} was written by another version of the kit (checkpoint format "
                         f"{checkpoint.get('format', 1)}, this one reads {CHECKPOINT_FORMAT}): train a new one")
-    # Configuration, counters and weights as train.py writes them (optimizer states: on resume).
-    config = checkpoint["config"]
+    config = checkpoint["config"]  # configuration, counters and weights checked here; optimizers on resume
     for key, allowed in CONFIG_VALUES.items():
         if type(config.get(key)) is not int or config[key] not in allowed:
             raise UserError(f"{path}: its configuration has {key} = {config.get(key)!r}, which this kit cannot build")

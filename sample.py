@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from torchvision.utils import save_image
 
-from gan import (SEED, ArgumentParser, UserError, add_device_flag, atomic_path, bounded, generate, generate_batches,
+from gan import (SEED, ArgumentParser, UserError, add_device_flag, atomic_path, bounded, generate_batches,
                  generator_from_checkpoint, grid_labels, load_checkpoint, make_writable_dir, pick_device, seeded_noise)
 
 NUMBER_CROP = 3  # pixels cut from each side of a digit in --number, so its digits sit close
@@ -45,9 +45,8 @@ def parse_args(argv=None):
                    help="a .png grid, or a folder (trailing /) for one PNG per digit (default: samples.png)")
     p.add_argument("--seed", type=SEED, default=0, help="noise seed (default: 0)")
     add_device_flag(p)
-    p.add_argument("--no-ema", action="store_true",
-                   help="use the generator's raw weights instead of their moving average")
-    p.add_argument("--nrow", type=bounded(int, 1, MAX_GRID), default=None, help="digits per grid row (default: about sqrt(n))")
+    p.add_argument("--no-ema", action="store_true", help="use G's raw weights, not their moving average")
+    p.add_argument("--nrow", type=bounded(int, 1, MAX_GRID), help="digits per grid row (default: about sqrt(n))")
     p.add_argument("--batch-size", type=bounded(int, 1, 10_000), default=500,
                    help="digits generated at a time, which bounds memory (default: 500)")
     which = p.add_mutually_exclusive_group()
@@ -59,45 +58,43 @@ def parse_args(argv=None):
         p.error("--count goes with --number")
     return args
 
+def plan(G, args, to_folder):
+    """(noise, the digit of each image or None, images per grid row). A conditional G draws --digit;
+    --number, in each of --count rows, the number's digits from one noise (one hand per row); else in a
+    grid one row per digit, ceil(n / 10) wide, or into a folder 0 1 2 ... 9 0 1 ... in turn."""
+    n, nrow = args.n, args.nrow or math.ceil(math.sqrt(args.n))
+    if args.number:
+        z = seeded_noise(args.count or 1, G.nz, args.seed).repeat_interleave(len(args.number), dim=0)
+        return z, torch.tensor([int(c) for c in args.number]).repeat(args.count or 1), len(args.number)
+    if not G.num_classes or args.digit is not None:
+        labels = torch.full((n,), args.digit) if G.num_classes else None
+    elif to_folder:
+        labels = torch.arange(n) % G.num_classes
+    else:
+        nrow = math.ceil(n / G.num_classes)
+        labels = grid_labels(G.num_classes, nrow)
+    return seeded_noise(n if labels is None else len(labels), G.nz, args.seed), labels, nrow
+
 def write(G, args):
     to_folder = args.out.endswith(("/", os.sep)) or os.path.isdir(args.out)
-    if args.number:
-        if to_folder:
-            raise UserError(f"--number writes one PNG: give --out a file name, not the folder {args.out}")
-        write_png(number_image(G, args.number, args.count or 1, args.seed), len(args.number), args.out, padding=0)
-        print(f"wrote {args.out}: the number {args.number}, {args.count or 1} row{'s' * ((args.count or 1) > 1)}")
-        return
-    labels, nrow = plan(G, args, to_folder)
-    z = seeded_noise(len(labels) if labels is not None else args.n, G.nz, args.seed)
+    if args.number and to_folder:
+        raise UserError(f"--number writes one PNG: give --out a file name, not the folder {args.out}")
+    z, labels, nrow = plan(G, args, to_folder)
     if to_folder:
         make_writable_dir(args.out)
         write_folder(generate_batches(G, z, labels, args.batch_size), args.out)
-        print(f"wrote {len(z)} PNGs to {args.out}")
-    elif len(z) > MAX_GRID:
+        return print(f"wrote {len(z)} PNGs to {args.out}")
+    if len(z) > MAX_GRID:
         raise UserError(f"--n {args.n}: a grid holds at most {MAX_GRID:,} digits; for more, "
                         f"write one PNG each into a folder: --out {os.path.splitext(args.out)[0]}/")
-    else:
-        write_png(torch.cat(list(generate_batches(G, z, labels, args.batch_size))), nrow, args.out)
-        print(f"wrote {args.out}: {len(z)} digits, {nrow} per row")
-
-def plan(G, args, to_folder):
-    """(the digit of each image or None, images per grid row). A conditional G draws --digit, or in
-    a grid one row per digit, ceil(n / 10) wide, or into a folder 0 1 2 ... 9 0 1 ... in turn."""
-    if not G.num_classes:
-        return None, args.nrow or math.ceil(math.sqrt(args.n))
-    if args.digit is not None:
-        return torch.full((args.n,), args.digit), args.nrow or math.ceil(math.sqrt(args.n))
-    if to_folder:
-        return torch.arange(args.n) % G.num_classes, None
-    per_digit = math.ceil(args.n / G.num_classes)
-    return grid_labels(G.num_classes, per_digit), per_digit
-
-def number_image(G, text, count, seed):
-    """`count` rows, each the digits of `text` side by side from one noise vector (one hand per
-    row), cropped by NUMBER_CROP px left and right: (count * len(text), C, 28, 28 - 2 * crop)."""
-    z = seeded_noise(count, G.nz, seed).repeat_interleave(len(text), dim=0)  # each row's noise for each digit
-    labels = torch.tensor([int(c) for c in text]).repeat(count)  # (count * len(text),)
-    return generate(G, z, labels).float().cpu()[..., NUMBER_CROP:28 - NUMBER_CROP]
+    images = torch.cat(list(generate_batches(G, z, labels, args.batch_size)))  # (N, C, 28, 28)
+    if args.number:  # cropped, and no padding: the digits of a number sit side by side
+        images = images[..., NUMBER_CROP:28 - NUMBER_CROP]
+    make_writable_dir(os.path.dirname(args.out) or ".")
+    with atomic_path(args.out) as tmp:
+        save_image(images, tmp, format="png", nrow=nrow, padding=0 if args.number else 2, normalize=True,
+                   value_range=(-1, 1))
+    print(f"wrote {args.out}: {len(z)} digits, {nrow} per row")
 
 def write_folder(batches, folder):
     """One 28x28 grayscale PNG per image, batch after batch: 00000.png, 00001.png, ..."""
@@ -105,11 +102,6 @@ def write_folder(batches, folder):
         pixels = image.add(1).mul(127.5).add(0.5).clamp(0, 255).to(torch.uint8)  # [-1, 1] -> 0..255, (C, 28, 28)
         with atomic_path(os.path.join(folder, f"{k:05d}.png")) as tmp:  # (28, 28): Pillow's "L" mode
             Image.fromarray(pixels.permute(1, 2, 0).squeeze(-1).numpy()).save(tmp, format="PNG")
-
-def write_png(images, nrow, path, padding=2):
-    make_writable_dir(os.path.dirname(path) or ".")
-    with atomic_path(path) as tmp:
-        save_image(images, tmp, format="png", nrow=nrow, padding=padding, normalize=True, value_range=(-1, 1))
 
 def main(argv=None):
     args = parse_args(argv)

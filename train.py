@@ -28,15 +28,13 @@ import torch
 from PIL import Image, ImageDraw
 from torchvision.utils import save_image
 
-from gan import (CHECKPOINT_FORMAT, MAX_BATCH, MAX_NZ, MAX_WIDTH, SEED, ArgumentParser, UserError,
-                 add_device_flag, atomic_path, bounded, build_networks, generate, grid_labels,
-                 load_checkpoint, load_mnist, make_writable_dir, pick_device, save_checkpoint, seeded_noise,
-                 train_step, warmed_up_decay)
+from gan import (CHECKPOINT_FORMAT, MAX_BATCH, MAX_NZ, MAX_WIDTH, SEED, ArgumentParser, UserError, add_device_flag,
+                 atomic_path, bounded, build_networks, generate, grid_labels, load_checkpoint, load_mnist,
+                 make_writable_dir, pick_device, seeded_noise, train_step, warmed_up_decay)
 
-FRACTION = bounded(float, 0, 1, open_high=True)  # Adam's betas, the moving average's decay
-LEARNING_RATE = bounded(float, 0, 1, open_low=True)
-# Settings a resumed run takes from its checkpoint, whatever the command line says, and the flag
-# type that checks each, on the command line and in the checkpoint alike.
+FRACTION, LEARNING_RATE = bounded(float, 0, 1, open_high=True), bounded(float, 0, 1, open_low=True)
+# Settings a resumed run takes from its checkpoint, whatever the command line says, each with the
+# flag type that checks it, on the command line and in the checkpoint alike.
 RUN_SETTINGS = dict(batch_size=bounded(int, 1, MAX_BATCH), lr_g=LEARNING_RATE, lr_d=LEARNING_RATE,
                     beta1=FRACTION, beta2=FRACTION, seed=SEED, ema_decay=FRACTION)
 LOG_FIELDS = ("epoch", "step", "loss_d", "loss_g", "d_x", "d_g_z", "images_per_s")
@@ -53,13 +51,10 @@ def parse_args(argv=None):
     p.add_argument("--beta2", type=FRACTION, default=0.999, help="Adam beta2 for both (default: 0.999)")
     p.add_argument("--nz", type=bounded(int, 1, MAX_NZ), default=100, help="latent size (default: 100)")
     p.add_argument("--g-width", type=bounded(int, 1, MAX_WIDTH), default=64, help="generator base width (default: 64)")
-    p.add_argument("--d-width", type=bounded(int, 1, MAX_WIDTH), default=32, help="discriminator base width (default: 32)")
-    p.add_argument("--kernel-size", type=int, default=5, choices=[4, 5],
-                   help="kernel size of the four stride-2 convolutions (default: 5)")
-    p.add_argument("--ema-decay", type=FRACTION, default=0.999,
-                   help="decay of the generator's moving average, reached by a warm-up (default: 0.999)")
-    p.add_argument("--conditional", action="store_true",
-                   help="class-conditional: G and D are given the digit label, so sample.py can ask for one")
+    p.add_argument("--d-width", type=bounded(int, 1, MAX_WIDTH), default=32, help="discriminator width (default: 32)")
+    p.add_argument("--kernel-size", type=int, default=5, choices=[4, 5], help="of stride-2 convolutions (default: 5)")
+    p.add_argument("--ema-decay", type=FRACTION, default=0.999, help="G's moving average, once warm (default: 0.999)")
+    p.add_argument("--conditional", action="store_true", help="G and D get the digit, so sample.py can ask for one")
     p.add_argument("--data-root", default="data", help="folder holding MNIST/raw/ (default: data)")
     p.add_argument("--out", default="out", help="folder for grids, GIF, log and checkpoint (default: out)")
     add_device_flag(p)
@@ -67,38 +62,35 @@ def parse_args(argv=None):
                    help="mixed precision; auto: bf16 (else fp16) on CUDA, off on MPS and CPU (default: auto)")
     p.add_argument("--compile", action="store_true", help="torch.compile both networks (default: off)")
     p.add_argument("--seed", type=SEED, default=0, help="random seed (default: 0)")
-    p.add_argument("--log-every", type=bounded(int, 1, 1_000_000), default=100,
-                   help="steps between log lines (default: 100)")
+    p.add_argument("--log-every", type=bounded(int, 1, 10**6), default=100, help="steps per log line (default: 100)")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
     return p.parse_args(argv)
 
 def train(args):
     """The story of a run: set up, resume if asked, loop over the epochs, save after each."""
-    device = pick_device(args.device)
-    checkpoint = open_checkpoint(args)
+    device, checkpoint = pick_device(args.device), open_checkpoint(args)
     images, labels = load_mnist(args.data_root, device)
     if args.batch_size > len(images):
         raise UserError(f"--batch-size {args.batch_size} is larger than the training set ({len(images)} images)")
     dtype = amp_dtype(device, args.amp)
-    config, parts, epoch, step = build(args, device, dtype, checkpoint)
+    config, parts, loop, epoch, step = build(args, device, dtype, checkpoint)
     if (need := step_bytes(config, args.batch_size)) > MAX_STEP_BYTES:
         raise UserError(f"--batch-size {args.batch_size} with these widths needs about {need / 2**30:.0f} GiB per "
                         f"step (at most {MAX_STEP_BYTES / 2**30:.0f}): lower --batch-size, --g-width or --d-width")
     make_writable_dir(args.out)
-    precision = f"{str(dtype).removeprefix('torch.')} autocast" if dtype else "fp32"
-    print(f"device {device}, precision {precision}{' with GradScaler' if parts['scaler'].is_enabled() else ''}"
-          f"{' (slower than fp32 on CPUs without half-precision hardware)' if dtype and device.type == 'cpu' else ''}"
-          f", {len(images)} images, batch size {args.batch_size}{', conditional' if config['num_classes'] else ''}"
+    print(f"device {device}, precision {f'{dtype} autocast'.removeprefix('torch.') if dtype else 'fp32'}"
+          f"{' with GradScaler' if parts['scaler'].is_enabled() else ''}, {len(images)} images, batch size "
+          f"{args.batch_size}{', conditional' if config['num_classes'] else ''}"
           f"{f'; resuming at epoch {epoch + 1}, step {step}' if checkpoint else ''}")
-    data = (images, labels if config["num_classes"] else None)
-    loop = step_arguments(parts, device, dtype, args.compile)
-    grid, rows = grid_inputs(config, args.seed), read_log(args.out, step)
+    if dtype and device.type == "cpu":
+        print("note: autocast on a CPU without half-precision hardware is slower than fp32")
+    data, rows = (images, labels if config["num_classes"] else None), read_log(args.out, step)
+    grid = grid_inputs(config, args.seed)
     steps_per_epoch = math.ceil(len(images) / args.batch_size)
     with stop_requests() as stop:
         for epoch in range(epoch, args.epochs):
             step = run_epoch(args, data, loop, epoch, step, stop, rows)
-            finished = step == (epoch + 1) * steps_per_epoch
-            if finished:  # the grids draw from G's moving average, as sample.py does
+            if finished := step == (epoch + 1) * steps_per_epoch:  # the grids draw from G's moving average
                 write_pictures(args.out, parts["ema"], grid, epoch + 1, rows)
             save_run(args, config, parts, epoch + finished, step)
             if finished:
@@ -129,29 +121,33 @@ def open_checkpoint(args):
         raise UserError(f"--conditional: {path} is an unconditional run; resume it without "
                         f"--conditional, or start a conditional one in another --out")
     if checkpoint["epoch"] >= args.epochs:
-        raise UserError(f"{path} has already trained {checkpoint['epoch']} epochs: "
-                        f"pass --epochs above {checkpoint['epoch']} to train on")
+        raise UserError(f"{path} has already trained {checkpoint['epoch']} epochs: pass --epochs above "
+                        f"{checkpoint['epoch']} to train on")
     return checkpoint
 
 def build(args, device, dtype, checkpoint):
-    """Networks, optimizers, loss scaler (for autocast `dtype` fp16) and G's moving average, fresh or
-    restored from `checkpoint`. Returns (config, parts, epoch, step); `parts` is all whose state is saved."""
+    """Networks, optimizers, loss scaler (for autocast `dtype` fp16) and G's moving average, fresh or from
+    `checkpoint`. Returns (config, parts: all whose state is saved, train_step's arguments, epoch, step)."""
     torch.manual_seed(args.seed)
-    config = checkpoint["config"] if checkpoint else dict(
-        nz=args.nz, g_width=args.g_width, d_width=args.d_width, channels=1,
-        num_classes=10 if args.conditional else 0, kernel_size=args.kernel_size)
+    config = checkpoint["config"] if checkpoint else dict(nz=args.nz, g_width=args.g_width, d_width=args.d_width,
+        channels=1, num_classes=10 if args.conditional else 0, kernel_size=args.kernel_size)
     # channels_last on the CPU, where oneDNN's convolutions run faster in it (benchmarks/throughput.py).
     layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
     G, D = (net.to(device, memory_format=layout) for net in build_networks(config))
-    betas = (args.beta1, args.beta2)
-    parts = dict(generator=G, discriminator=D,
-                 # fused: one kernel for all of a network's parameters instead of a loop over them.
-                 opt_g=torch.optim.Adam(G.parameters(), lr=args.lr_g, betas=betas, fused=True),
-                 opt_d=torch.optim.Adam(D.parameters(), lr=args.lr_d, betas=betas, fused=True),
+    parts = dict(generator=G, discriminator=D,  # fused Adam: one kernel for all of a network's parameters
+                 opt_g=torch.optim.Adam(G.parameters(), lr=args.lr_g, betas=(args.beta1, args.beta2), fused=True),
+                 opt_d=torch.optim.Adam(D.parameters(), lr=args.lr_d, betas=(args.beta1, args.beta2), fused=True),
                  # Loss scaling only for fp16, whose narrow range underflows small gradients; bf16 needs none.
                  scaler=torch.amp.GradScaler(device.type, enabled=dtype == torch.float16), ema=copy.deepcopy(G))
+    # Checkpoints keep the plain modules, not torch.compile's wrappers (no `_orig_mod.` in their keys). On
+    # CUDA, --compile records CUDA graphs ("reduce-overhead"): a step of small kernels is bound by launching them.
+    loop = dict(G=G, D=D, opt_g=parts["opt_g"], opt_d=parts["opt_d"], scaler=parts["scaler"], ema=parts["ema"],
+                autocast=torch.autocast(device.type, dtype=dtype) if dtype else nullcontext())
+    if args.compile:
+        mode = "reduce-overhead" if device.type == "cuda" else None
+        loop.update(G=torch.compile(G, mode=mode), D=torch.compile(D, mode=mode))
     if not checkpoint:
-        return config, parts, 0, 0
+        return config, parts, loop, 0, 0
     try:
         for name, part in parts.items():
             if checkpoint[name]:  # a disabled GradScaler saves {}
@@ -161,39 +157,29 @@ def build(args, device, dtype, checkpoint):
             getattr(torch, device.type).set_rng_state(checkpoint["rng"][device.type])
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:  # what torch raises
         raise UserError(f"{args.out}/checkpoint.pt does not fit the run it describes ({type(e).__name__})") from None
-    return config, parts, checkpoint["epoch"], checkpoint["step"]
+    return config, parts, loop, checkpoint["epoch"], checkpoint["step"]
 
 def step_bytes(config, batch_size):
-    """About the memory a step holds for its backward pass: 12 bytes per number of the feature maps
-    of G and of D's three calls, per image (measured on the CPU: about 7.6 at batch 1024)."""
+    """About the memory a step holds for its backward pass: 12 bytes per number of the feature maps of G
+    and of D's three calls, per image (measured on the CPU: about 7.6 at batch 1024)."""
     w, dw = config["g_width"], config["d_width"]
     return 12 * batch_size * (6 * w * 7 * 7 + w * 14 * 14 + 28 * 28 + 3 * (dw * 14 * 14 + 2 * dw * 7 * 7))
 
 def amp_dtype(device, mode):
-    """The autocast dtype for --amp on this device, or None for fp32. auto: bf16 on CUDA where the
-    card has it (no loss scaling needed), else fp16; off on the CPU, where bf16 autocast without bf16
-    hardware measured ~25x slower than fp32, and on MPS, where fp32 is the path that surely works."""
+    """The autocast dtype for --amp on this device, or None for fp32. auto: bf16 on CUDA where the card has
+    it (no loss scaling needed), else fp16; off on the CPU, where bf16 autocast without bf16 hardware
+    measured ~25x slower than fp32, and on MPS, where fp32 is the path that surely works."""
     if mode == "auto":
         mode = "off" if device.type != "cuda" else "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if mode == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UserError("--amp bf16: this GPU has no bf16; use --amp fp16 (with loss scaling) or --amp off")
     return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
 
-def step_arguments(parts, device, dtype, compiled):
-    """train_step's arguments but the batch and the decay. Checkpoints keep the plain modules, not the
-    torch.compile wrappers (no `_orig_mod.` in their keys). On CUDA, --compile records CUDA graphs
-    (mode "reduce-overhead"): a step of small kernels is bound by launching them."""
-    mode = "reduce-overhead" if device.type == "cuda" else None
-    G, D = (torch.compile(net, mode=mode) if compiled else net for net in (parts["generator"], parts["discriminator"]))
-    return dict(G=G, D=D, opt_g=parts["opt_g"], opt_d=parts["opt_d"], scaler=parts["scaler"], ema=parts["ema"],
-                autocast=torch.autocast(device.type, dtype=dtype) if dtype else nullcontext())
-
 @contextmanager
 def stop_requests():
-    """Ctrl-C (SIGINT) and SIGTERM (kill, docker stop, schedulers) set a flag the loop checks after
-    each step, so no step is cut in half and the checkpoint gets written. A second signal raises
-    KeyboardInterrupt at once: a long step (--compile warming up) can still be aborted, and a
-    checkpoint being written is dropped under its temporary name (atomic_path)."""
+    """Ctrl-C (SIGINT) and SIGTERM (kill, docker stop, schedulers) set a flag the loop checks after each
+    step, so no step is cut in half and the checkpoint gets written. A second signal stops at once (a
+    checkpoint being written is dropped under its temporary name)."""
     stop = threading.Event()
 
     def request(signum, frame):
@@ -210,11 +196,10 @@ def stop_requests():
             signal.signal(sig, handler)
 
 def run_epoch(args, data, loop, epoch, step, stop, rows):
-    """Train on data = (images, labels or None) from `step` to the end of `epoch`, or until `stop`.
-    Every --log-every steps, a row in `rows` (and log.csv) and a console line. Statistics are summed
-    on the device and read only then: a read waits for the device."""
-    images, labels = data
-    n, bs = len(images), args.batch_size
+    """Train on data = (images, labels or None) from `step` to the end of `epoch`, or until `stop`. Every
+    --log-every steps, a row in `rows` (and log.csv) and a console line. Statistics are summed on the
+    device and read only then: a read waits for the device."""
+    (images, labels), n, bs = data, len(data[0]), args.batch_size
     steps_per_epoch = math.ceil(n / bs)
     # The epoch's shuffle comes from (seed, epoch), so a resumed run rebuilds it.
     order = torch.randperm(n, generator=torch.Generator().manual_seed(args.seed * 100_003 + epoch)).to(images.device)
@@ -238,19 +223,19 @@ def run_epoch(args, data, loop, epoch, step, stop, rows):
     return step
 
 def save_run(args, config, parts, epoch, step):
-    """checkpoint.pt after `step` steps, `epoch` epochs of them complete (a run stopped mid-epoch
-    resumes at batch step - epoch * steps_per_epoch of its epoch)."""
+    """checkpoint.pt after `step` steps, `epoch` epochs of them complete (a run stopped mid-epoch resumes
+    at batch step - epoch * steps_per_epoch of its epoch)."""
     device = next(parts["generator"].parameters()).device
-    rng = {"cpu": torch.get_rng_state()}
-    if device.type != "cpu":
-        rng[device.type] = getattr(torch, device.type).get_rng_state()  # torch.cuda / torch.mps
-    save_checkpoint({name: part.state_dict() for name, part in parts.items()} | dict(
-        format=CHECKPOINT_FORMAT, config=config, train={k: vars(args)[k] for k in RUN_SETTINGS},
-        epoch=epoch, step=step, rng=rng), os.path.join(args.out, "checkpoint.pt"))
+    rng = {"cpu": torch.get_rng_state()} | ({device.type: getattr(torch, device.type).get_rng_state()}
+                                            if device.type != "cpu" else {})  # torch.cuda / torch.mps
+    with atomic_path(os.path.join(args.out, "checkpoint.pt")) as tmp:
+        torch.save({name: part.state_dict() for name, part in parts.items()} | dict(
+            format=CHECKPOINT_FORMAT, config=config, train={k: vars(args)[k] for k in RUN_SETTINGS},
+            epoch=epoch, step=step, rng=rng), tmp)
 
 def grid_inputs(config, seed):
-    """The grids' fixed (z, labels): 64 digits in an 8x8 grid, or for a conditional GAN one row
-    per digit whose 8 columns share one noise each (so a column keeps its handwriting)."""
+    """The grids' fixed (z, labels): 64 digits in an 8x8 grid, or for a conditional GAN one row per
+    digit whose 8 columns share one noise each (so a column keeps its handwriting)."""
     if not config["num_classes"]:
         return seeded_noise(64, config["nz"], seed), None
     return seeded_noise(8, config["nz"], seed).repeat(config["num_classes"], 1), grid_labels(config["num_classes"], 8)
@@ -282,7 +267,7 @@ def draw_losses(rows, width=640, height=480):
             return bottom - (bottom - top) * (min(max(v, 0), high) if math.isfinite(v) else high) / max(high, 1e-9)
 
         draw.rectangle((20, top, width - 20, bottom), outline="black")
-        draw.text((180, top - 15), f"from 0 (bottom) to {high:.2f} (top), steps {steps[0]} to {steps[-1]}", fill="black")
+        draw.text((180, top - 15), f"from 0 (bottom) to {high:.2f} (top), steps {steps[0]}-{steps[-1]}", fill="black")
         for j, (column, name, colour) in enumerate(curves):
             draw.line([(xj, y(float(row[column]))) for xj, row in zip(x, rows)], fill=colour, width=2)
             draw.text((20 + 70 * j, top - 15), name, fill=colour)  # the legend: each name in its curve's colour
@@ -293,7 +278,7 @@ def read_log(out, step):
     if not os.path.exists(path := os.path.join(out, "log.csv")):
         return []
     with open(path, newline="") as f:
-        return [row for row in csv.reader(f) if len(row) == len(LOG_FIELDS) and row[1].isdigit() and int(row[1]) <= step]
+        return [r for r in csv.reader(f) if len(r) == len(LOG_FIELDS) and r[1].isdigit() and int(r[1]) <= step]
 
 def write_log(out, rows):
     """log.csv, written whole under a temporary name and renamed, so no kill leaves half a row."""
