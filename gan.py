@@ -246,6 +246,7 @@ def atomic_path(path):
             os.remove(tmp)
 
 def save_checkpoint(checkpoint, path):
+    """torch.save under atomic_path: the old checkpoint stays whole until the new one is."""
     with atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
 

@@ -30,7 +30,7 @@ from torchvision.utils import save_image
 
 from gan import (CHECKPOINT_FORMAT, MAX_BATCH, MAX_NZ, MAX_WIDTH, SEED, ArgumentParser, UserError, add_device_flag,
                  atomic_path, bounded, build_networks, generate, grid_labels, load_checkpoint, load_mnist,
-                 make_writable_dir, pick_device, seeded_noise, train_step, warmed_up_decay)
+                 make_writable_dir, pick_device, save_checkpoint, seeded_noise, train_step, warmed_up_decay)
 
 FRACTION, LEARNING_RATE = bounded(float, 0, 1, open_high=True), bounded(float, 0, 1, open_low=True)
 # Settings a resumed run takes from its checkpoint, whatever the command line says, each with the
@@ -228,10 +228,9 @@ def save_run(args, config, parts, epoch, step):
     device = next(parts["generator"].parameters()).device
     rng = {"cpu": torch.get_rng_state()} | ({device.type: getattr(torch, device.type).get_rng_state()}
                                             if device.type != "cpu" else {})  # torch.cuda / torch.mps
-    with atomic_path(os.path.join(args.out, "checkpoint.pt")) as tmp:
-        torch.save({name: part.state_dict() for name, part in parts.items()} | dict(
-            format=CHECKPOINT_FORMAT, config=config, train={k: vars(args)[k] for k in RUN_SETTINGS},
-            epoch=epoch, step=step, rng=rng), tmp)
+    save_checkpoint({name: part.state_dict() for name, part in parts.items()} | dict(
+        format=CHECKPOINT_FORMAT, config=config, train={k: vars(args)[k] for k in RUN_SETTINGS},
+        epoch=epoch, step=step, rng=rng), os.path.join(args.out, "checkpoint.pt"))
 
 def grid_inputs(config, seed):
     """The grids' fixed (z, labels): 64 digits in an 8x8 grid, or for a conditional GAN one row per
