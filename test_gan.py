@@ -790,8 +790,8 @@ def test_sizes_that_do_not_fit_the_data_are_refused(mnist_root, tmp_path, capsys
                                              "--batch-size", str(N_TRAIN + 1)])
     assert "larger than the training set (160 images)" in err
     assert not (tmp_path / "o").exists()
-    err = expect_exit_2(capsys, throughput.main, ["--data-root", str(mnist_root), "--batch-size", "64", "--steps", "3"])
-    assert "must fit in the 160 training images" in err
+    err = expect_exit_2(capsys, throughput.main, ["--data-root", str(mnist_root), "--batch-size", str(N_TRAIN + 1)])
+    assert "(161 and 128) must fit in the 160 training images" in err
 
 
 def test_a_step_too_large_for_memory_is_refused_before_training(mnist_root, tmp_path, capsys, monkeypatch):
@@ -998,7 +998,8 @@ def test_benchmark_runs(mnist_root, capsys):
     throughput.main(["--data-root", str(mnist_root), "--batch-size", "16", "--steps", "2", "--warmup", "1",
                      "--repeats", "1"])
     out = capsys.readouterr().out
-    for row in ("baseline (DataLoader, .item() per step)", "kit default", "kit --kernel-size 4 --d-width 64"):
+    for row in ("baseline (DataLoader, .item() per step)", "kit default", "kit --batch-size 128 (the old default)",
+                "kit --kernel-size 4 --d-width 64"):
         line = next(line for line in out.splitlines() if line.startswith(row))
         assert float(line[len(row):].split()[0]) > 0  # images/s
     assert "generator EMA update" in out and "Self CPU time total" in out

@@ -11,11 +11,12 @@ first row:
      dcgan/main.py trains; the kit's default networks;
   2. the kit's default path on this device: gan.train_step on batches indexed out of the data
      on the device, channels_last on the CPU, fused Adam, statistics read once per repeat;
-  3. the kit with pytorch/examples' sizes, 4x4 kernels and D as wide as G: what the default
+  3. the same at batch 128, the default before smaller batches made better digits: what they cost;
+  4. the kit with pytorch/examples' sizes, 4x4 kernels and D as wide as G: what the default
      recipe's 5x5 kernels and narrower D cost against them;
-  4. on CUDA, the kit under bf16 and fp16 autocast (fp16 with its loss scaler); on MPS, fp16 (not
+  5. on CUDA, the kit under bf16 and fp16 autocast (fp16 with its loss scaler); on MPS, fp16 (not
      on the CPU: bf16 autocast there without bf16 hardware is ~25x slower than fp32);
-  5. with --compile, each precision again under torch.compile (compile time printed apart).
+  6. with --compile, each precision again under torch.compile (compile time printed apart).
 Beside images/s it gives the seconds that 25 epochs of 60,000 images take at that rate.
 It also counts the FLOPs of each row's step (FlopCounterMode) and sets the achieved GFLOP/s
 against a large matmul timed on the same device in the same repeats, times the EMA update as a
@@ -23,6 +24,7 @@ share of a step, and profiles which ops take the kit step's time.
 """
 
 import copy
+import math
 import os
 import statistics
 import sys
@@ -43,13 +45,14 @@ from gan import (MAX_BATCH, ArgumentParser, Discriminator, Generator, UserError,
 # The kit's default sizes, and pytorch/examples' (4x4 kernels, D as wide as G).
 DEFAULT = dict(nz=100, g_width=64, d_width=32, channels=1, num_classes=0, kernel_size=5)
 EXAMPLES_SIZES = dict(DEFAULT, d_width=64, kernel_size=4)
+DEFAULT_BATCH, BATCH_BEFORE = 32, 128  # train.py's --batch-size, and what it was before
 
 
 def parse_args(argv=None):
     p = ArgumentParser(prog="throughput.py", description="Images/s of DCGAN training steps.")
     add_device_flag(p)
-    p.add_argument("--batch-size", type=bounded(int, 1, MAX_BATCH), default=128, help="images per step (default: 128)")
-    # --steps and --warmup batches are cut from the training set, so steps x batch size must fit in it.
+    p.add_argument("--batch-size", type=bounded(int, 1, MAX_BATCH), default=DEFAULT_BATCH,
+                   help=f"images per step (default: {DEFAULT_BATCH}, train.py's)")
     p.add_argument("--steps", type=bounded(int, 1, 10_000), default=30, help="timed steps per repeat (default: 30)")
     p.add_argument("--warmup", type=bounded(int, 1, 10_000), default=5, help="untimed steps first (default: 5)")
     p.add_argument("--repeats", type=bounded(int, 1, 100), default=3, help="repeats; the median counts (default: 3)")
@@ -104,9 +107,11 @@ def baseline_runner(args, device, root):
     return lambda steps: sum(step() for _ in range(steps))
 
 
-def kit_runner(args, device, data, config=DEFAULT, dtype=None, compile=False):
-    """The kit's training step as train.py runs it, on batches indexed out of the on-device data.
-    Returns (run, G, D, loop): run(steps) trains that many steps and returns the images seen."""
+def kit_runner(args, device, data, config=DEFAULT, dtype=None, compile=False, batch_size=None):
+    """The kit's training step as train.py runs it, on batches indexed out of the on-device data
+    (--batch-size, unless `batch_size` is given). Returns (run, G, D, loop): run(steps) trains that
+    many steps and returns the images seen."""
+    bs = batch_size or args.batch_size
     torch.manual_seed(0)
     layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
     G, D = (net.to(device, memory_format=layout) for net in build_networks(config))
@@ -118,13 +123,13 @@ def kit_runner(args, device, data, config=DEFAULT, dtype=None, compile=False):
                 autocast=torch.autocast(device.type, dtype=dtype) if dtype else nullcontext())
 
     def run(steps):
-        order = torch.randperm(len(data), device=device)
+        # A new permutation of the data for each epoch the steps pass through, as train.py draws one.
+        order = torch.cat([torch.randperm(len(data), device=device) for _ in range(math.ceil(steps * bs / len(data)))])
         sums = torch.zeros(4, device=device)
         for i in range(steps):
-            sums += train_step(real=data[order[i * args.batch_size:(i + 1) * args.batch_size]], labels=None,
-                               ema_decay=0.99, **loop)
+            sums += train_step(real=data[order[i * bs:(i + 1) * bs]], labels=None, ema_decay=0.99, **loop)
         sums.tolist()  # the kit reads its statistics once per log interval
-        return steps * args.batch_size
+        return steps * bs
 
     return run, G, D, loop
 
@@ -151,10 +156,11 @@ def matmul_gflops(device, dtype, n):
     return 2 * n ** 3 / min(times) / 1e9
 
 
-def step_flops(loop, data, batch_size):
+def image_flops(loop, data, batch_size):
+    """FLOPs of one training step, per image."""
     with FlopCounterMode(display=False) as counter:
         train_step(real=data[:batch_size], labels=None, ema_decay=0.99, **loop)
-    return counter.get_total_flops()
+    return counter.get_total_flops() / batch_size
 
 
 def host_time_by_op(loop, data, batch_size, steps=10, rows=12):
@@ -206,16 +212,21 @@ def ema_update_seconds(G, ema, device, updates=30):
 
 def measure(args, device):
     """The data; kit_runner's (run, G, D, loop) for the default, which report() goes on using;
-    each variant's median images/s and the FLOPs of one of its steps; the matmul rates."""
+    each variant's median images/s and the FLOPs of one of its steps per image; the matmul rates."""
     data, _ = load_mnist(args.data_root, device)
-    if max(args.steps, args.warmup) * args.batch_size > len(data):
-        raise UserError(f"--steps and --warmup times --batch-size must fit in the {len(data)} training images")
+    if max(args.batch_size, BATCH_BEFORE) > len(data):
+        raise UserError(f"the rows' batch sizes ({args.batch_size} and {BATCH_BEFORE}) must fit in the "
+                        f"{len(data)} training images")
     default = kit_runner(args, device, data)
+    before = kit_runner(args, device, data, batch_size=BATCH_BEFORE)
     examples_sizes = kit_runner(args, device, data, EXAMPLES_SIZES)
-    flops = step_flops(default[3], data, args.batch_size)
+    flops = image_flops(default[3], data, args.batch_size)
     rows = {"baseline (DataLoader, .item() per step)": (baseline_runner(args, device, args.data_root), flops),
             "kit default": (default[0], flops),
-            "kit --kernel-size 4 --d-width 64": (examples_sizes[0], step_flops(examples_sizes[3], data, args.batch_size))}
+            f"kit --batch-size {BATCH_BEFORE} (the old default)": (before[0],
+                                                                   image_flops(before[3], data, BATCH_BEFORE)),
+            "kit --kernel-size 4 --d-width 64": (examples_sizes[0],
+                                                 image_flops(examples_sizes[3], data, args.batch_size))}
     precisions = {"cuda": [torch.bfloat16, torch.float16], "mps": [torch.float16]}.get(device.type, [])
     for dtype in precisions:
         rows[f"kit {dtype} autocast"] = (kit_runner(args, device, data, dtype=dtype)[0], flops)
@@ -242,12 +253,13 @@ def measure(args, device):
 
 def report(args, device, data, default, rows, mm):
     _, G, D, loop = default
-    name = torch.cuda.get_device_name() if device.type == "cuda" else f"{device.type}, {torch.get_num_threads()} threads"
+    threads = f"{device.type}, {torch.get_num_threads()} threads"
+    name = torch.cuda.get_device_name() if device.type == "cuda" else threads
     print(f"\ndevice: {name}; torch {torch.__version__}; batch {args.batch_size}; "
           f"median of {args.repeats} x {args.steps} steps")
     flops, examples_sizes_flops = rows["kit default"][1], rows["kit --kernel-size 4 --d-width 64"][1]
-    print(f"one training step: {flops / 1e9:.1f} GFLOP ({flops / args.batch_size / 1e6:.0f} MFLOP per image); "
-          f"with pytorch/examples' sizes: {examples_sizes_flops / 1e9:.1f} GFLOP")
+    print(f"one training step: {flops / 1e6:.0f} MFLOP per image; with pytorch/examples' sizes: "
+          f"{examples_sizes_flops / 1e6:.0f} MFLOP")
     kit_fwd = forward_flops_per_image(G, D, torch.randn(2, G.nz, device=device))
     G64, D64 = examples_64px_networks()
     examples_fwd = forward_flops_per_image(G64, D64, torch.randn(2, 100, 1, 1))
@@ -257,7 +269,7 @@ def report(args, device, data, default, rows, mm):
     print(f"\n{'variant':42} {'images/s':>9} {'ratio':>7} {'25 epochs':>10} {'GFLOP/s':>8} {'of fp32 mm':>10}")
     first = next(iter(rows.values()))[0]
     for variant, (rate, flops) in rows.items():
-        achieved = rate / args.batch_size * flops / 1e9
+        achieved = rate * flops / 1e9
         print(f"{variant:42} {rate:9.0f} {rate / first:6.2f}x {25 * 60000 / rate:9.0f}s "
               f"{achieved:8.0f} {achieved / mm['fp32']:9.0%}")
     ema, step_seconds = ema_update_seconds(G, loop["ema"], device), args.batch_size / rows["kit default"][0]
