@@ -1005,6 +1005,13 @@ def test_benchmark_runs(mnist_root, capsys):
     assert "generator EMA update" in out and "Self CPU time total" in out
 
 
+def test_benchmark_times_what_train_py_trains_by_default():
+    args = train.parse_args([])
+    assert throughput.DEFAULT == dict(nz=args.nz, g_width=args.g_width, d_width=args.d_width, channels=1,
+                                      num_classes=0, kernel_size=args.kernel_size)
+    assert throughput.parse_args([]).batch_size == args.batch_size
+
+
 def test_scripts_run_as_commands(tmp_path):
     """The real entry points: --help exits 0; a bad input exits 2 without a traceback."""
     for script in ("train.py", "sample.py"):
