@@ -83,7 +83,8 @@ def write(G, args):
     if to_folder:
         make_writable_dir(args.out)
         write_folder(generate_batches(G, z, labels, args.batch_size), args.out)
-        return print(f"wrote {len(z)} PNGs to {args.out}")
+        print(f"wrote {len(z)} PNGs to {args.out}")
+        return
     if len(z) > MAX_GRID:
         raise UserError(f"--n {args.n}: a grid holds at most {MAX_GRID:,} digits; for more, "
                         f"write one PNG each into a folder: --out {os.path.splitext(args.out)[0]}/")
