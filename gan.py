@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 class Generator(nn.Module):
     """Noise z (N, nz) -> images (N, channels, 28, 28) in [-1, 1]. With num_classes > 0 it is
@@ -130,12 +131,14 @@ def train_step(G, D, opt_g, opt_d, scaler, real, labels, autocast, ema, ema_deca
 
 @torch.no_grad()
 def update_average(average, G, decay):
-    """average = decay * average + (1 - decay) * G, over G's weights and BatchNorm statistics
-    (AveragedModel.update_parameters would read its counter from the device every call)."""
-    for mean, new in zip(average.state_dict().values(), G.state_dict().values()):
-        if mean.is_floating_point():
-            mean.lerp_(new, 1 - decay)
-        else:  # BatchNorm's count of batches seen
+    """average = decay * average + (1 - decay) * G, over G's weights and BatchNorm statistics, with
+    swa_utils' EMA: one fused lerp for all (AveragedModel.update_parameters would also read its
+    counter from the device every call, and on a GPU a lerp per tensor costs a launch each)."""
+    pairs = list(zip(average.state_dict().values(), G.state_dict().values()))
+    means, news = zip(*[(mean, new) for mean, new in pairs if mean.is_floating_point()])
+    get_ema_multi_avg_fn(decay)(list(means), list(news), None)
+    for mean, new in pairs:
+        if not mean.is_floating_point():  # BatchNorm's count of batches seen
             mean.copy_(new)
 
 def warmed_up_decay(step, decay):

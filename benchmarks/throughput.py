@@ -234,8 +234,12 @@ def measure(args, device):
     for dtype in [None, *precisions] if args.compile else []:
         compile_start = time.perf_counter()
         compiled = kit_runner(args, device, data, dtype=dtype, compile=True)[0]
-        compiled(args.warmup)  # the first calls compile
         name = f"kit {'fp32' if dtype is None else f'{dtype} autocast'} --compile"
+        try:
+            compiled(args.warmup)  # the first calls compile
+        except Exception as e:  # a compiler bug fails its row, not the run (PyTorch #171622 on CUDA fp32)
+            print(f"{name}: torch.compile failed, row left out ({type(e).__name__}: {str(e)[:200]!r})")
+            continue
         print(f"{name}: compile + warmup {time.perf_counter() - compile_start:.1f} s")
         rows[name] = (compiled, flops)
     for run, _ in rows.values():
