@@ -1113,7 +1113,10 @@ def test_class_scores_of_collapsed_and_perfect_sets():
     assert scores["digits_covered"] == 10
     assert scores["kl_to_uniform"] == pytest.approx(0, abs=1e-12)
     assert scores["is_analog"] == pytest.approx(10)
-    assert scores["confidence"] == pytest.approx(1)
+    assert scores["confidence"] == pytest.approx(1) and scores["unsure"] == 0
+    blends = perfect.clone()
+    blends[:30] = 0.5 * perfect[:30] + 0.5 * perfect[:30].roll(1, dims=1)  # 30 of 100 half one digit, half the next
+    assert evaluate.class_scores(blends)["unsure"] == pytest.approx(0.3)
 
 
 def test_classifier_trains_caches_and_reloads(mnist_root, tmp_path, capsys):
