@@ -15,16 +15,16 @@ from torch import nn
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 class Generator(nn.Module):
-    """Noise z (N, nz) -> images (N, channels, 28, 28) in [-1, 1]. With num_classes > 0 it is
-    class-conditional: forward(z, labels) also takes the (N,) digits, whose embedding joins z."""
+    """Noise z (N, nz) -> images (N, channels, 28, 28) in [-1, 1]. G reads a discrete choice from z:
+    which of its first `modes` entries is largest (each equally likely). A smooth map of connected
+    noise must pass through blends to get from a 3 to a 7; a choice lets it jump (fewer malformed
+    digits: docs/experiments.md). With num_classes > 0 it is class-conditional instead:
+    forward(z, labels) also takes the (N,) digits. The choice or the digit is embedded beside z."""
 
     def __init__(self, *, nz=100, width=64, channels=1, num_classes=0, modes=10, kernel_size=5):
         super().__init__()
-        # Without labels, G reads a discrete choice from its noise: which of z's first `modes` entries is
-        # largest (each equally likely). A smooth map of connected noise must pass through blends to get
-        # from a 3 to a 7; a choice lets it jump (fewer malformed digits: docs/experiments.md).
         self.nz, self.num_classes, self.modes = nz, num_classes, 0 if num_classes else modes
-        kinds = num_classes or self.modes  # the digit asked for, or the choice: embedded beside z
+        kinds = num_classes or self.modes
         k, pad, out_pad = kernel_size, (kernel_size - 1) // 2, kernel_size % 2  # 7 -> 14 -> 28 for k = 4 or 5
         # Left at PyTorch's N(0, 1) init (weights_init skips it): the same scale as z beside it.
         self.embed = nn.Embedding(kinds, kinds) if kinds else None

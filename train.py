@@ -28,9 +28,10 @@ import torch
 from PIL import Image, ImageDraw
 from torchvision.utils import save_image
 
-from gan import (CHECKPOINT_FORMAT, MAX_BATCH, MAX_MODES, MAX_NZ, MAX_WIDTH, SEED, ArgumentParser, UserError, add_device_flag,
-                 atomic_path, bounded, build_networks, generate, grid_labels, load_checkpoint, load_mnist,
-                 make_writable_dir, pick_device, save_checkpoint, seeded_noise, train_step, warmed_up_decay)
+from gan import (CHECKPOINT_FORMAT, MAX_BATCH, MAX_MODES, MAX_NZ, MAX_WIDTH, SEED, ArgumentParser, UserError,
+                 add_device_flag, atomic_path, bounded, build_networks, generate, grid_labels, load_checkpoint,
+                 load_mnist, make_writable_dir, pick_device, save_checkpoint, seeded_noise, train_step,
+                 warmed_up_decay)
 
 FRACTION, LEARNING_RATE = bounded(float, 0, 1, open_high=True), bounded(float, 0, 1, open_low=True)
 # Settings a resumed run takes from its checkpoint, whatever the command line says, each with the
@@ -68,13 +69,14 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=SEED, default=0, help="random seed (default: 0)")
     p.add_argument("--log-every", type=bounded(int, 1, 10**6), default=100, help="steps per log line (default: 100)")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.modes > args.nz and not (args.conditional or args.resume):  # else the flag plays no part
+        p.error(f"--modes {args.modes} is more than --nz {args.nz}: G reads its choice from z's first entries")
+    return args
 
 def train(args):
     """The story of a run: set up, resume if asked, loop over the epochs, save after each."""
     device, checkpoint = pick_device(args.device), open_checkpoint(args)
-    if args.modes > args.nz and not (args.conditional or checkpoint):
-        raise UserError(f"--modes {args.modes} is more than --nz {args.nz}: G reads its choice from z's first entries")
     images, labels = load_mnist(args.data_root, device)
     if args.batch_size > len(images):
         raise UserError(f"--batch-size {args.batch_size} is larger than the training set ({len(images)} images)")
