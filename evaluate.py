@@ -9,8 +9,8 @@ then cached as <data-root>/mnist_classifier.pt), compared against the 10,000 MNI
     comparable only with other numbers from this classifier, never with Inception FIDs);
   - the class histogram: digits covered (share above 1%) and KL divergence to uniform
     (0 is perfect; all samples one digit gives ln 10 = 2.30);
-  - the Inception-Score analog exp(E KL(p(y|x) || p(y))), at most 10, and the mean top-class
-    confidence.
+  - the Inception-Score analog exp(E KL(p(y|x) || p(y))), at most 10, the mean top-class
+    confidence, and the share of unsure digits (top class below 0.9: blends and scribbles).
 For a checkpoint of `train.py --conditional`, which draws the digits 0-9 in turn, it also
 reports how often the classifier reads the digit that was asked for (per digit and overall).
 The same scores for 10,000 real training images are printed beside them: the floor that a
@@ -31,7 +31,7 @@ from gan import (SEED, ArgumentParser, UserError, add_device_flag, atomic_path, 
                  generator_from_checkpoint, load_checkpoint, load_mnist, make_writable_dir, pick_device,
                  seeded_noise)
 
-SCORES = ("frechet", "digits_covered", "kl_to_uniform", "is_analog", "confidence")
+SCORES = ("frechet", "digits_covered", "kl_to_uniform", "is_analog", "confidence", "unsure")
 
 
 def parse_args(argv=None):
@@ -160,7 +160,7 @@ def frechet_from_stats(mu_x, s_x, mu_y, s_y):
 
 
 def class_scores(probs):
-    """Scores of the class probabilities (N, 10): digits covered, KL to uniform, IS analog, confidence."""
+    """Scores of the class probabilities (N, 10): digits covered, KL to uniform, IS analog, confidence, unsure."""
     xlogy = torch.special.xlogy  # x * log(y), and 0 where x is 0: the convention 0 log 0 = 0
     share = torch.bincount(probs.argmax(1), minlength=10).double() / len(probs)  # (10,)
     kl_uniform = xlogy(share, share * 10).sum().item()
@@ -168,6 +168,7 @@ def class_scores(probs):
     kl_each = (xlogy(probs, probs) - xlogy(probs, marginal)).sum(1)  # KL(p(y|x) || p(y)), (N,)
     return dict(digits_covered=int((share > 0.01).sum()), kl_to_uniform=kl_uniform,
                 is_analog=kl_each.mean().exp().item(), confidence=probs.max(1).values.mean().item(),
+                unsure=(probs.max(1).values < 0.9).double().mean().item(),
                 histogram=[round(s, 4) for s in share.tolist()])
 
 
@@ -211,7 +212,8 @@ def read_folder(folder, batch_size):
 def print_table(generated, real):
     print(f"\n{'score':28} {'generated':>12} {'real (floor)':>13}")
     names = dict(frechet="Frechet distance (MNIST clf)", digits_covered="digits covered (>1%)",
-                 kl_to_uniform="KL to uniform", is_analog="IS analog (max 10)", confidence="mean confidence")
+                 kl_to_uniform="KL to uniform", is_analog="IS analog (max 10)", confidence="mean confidence",
+                 unsure="unsure (top class < 0.9)")
     for key in SCORES:
         print(f"{names[key]:28} {generated[key]:12.4g} {real[key]:13.4g}")
     if "label_accuracy" in generated:

@@ -15,18 +15,22 @@ from torch import nn
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 class Generator(nn.Module):
-    """Noise z (N, nz) -> images (N, channels, 28, 28) in [-1, 1]. With num_classes > 0 it is
-    class-conditional: forward(z, labels) also takes the (N,) digits, whose embedding joins z."""
+    """Noise z (N, nz) -> images (N, channels, 28, 28) in [-1, 1]. G reads a discrete choice from z:
+    which of its first `modes` entries is largest (each equally likely). A smooth map of connected
+    noise must pass through blends to get from a 3 to a 7; a choice lets it jump (fewer malformed
+    digits: docs/experiments.md). With num_classes > 0 it is class-conditional instead:
+    forward(z, labels) also takes the (N,) digits. The choice or the digit is embedded beside z."""
 
-    def __init__(self, *, nz=100, width=64, channels=1, num_classes=0, kernel_size=5):
+    def __init__(self, *, nz=100, width=64, channels=1, num_classes=0, modes=10, kernel_size=5):
         super().__init__()
-        self.nz, self.num_classes = nz, num_classes
+        self.nz, self.num_classes, self.modes = nz, num_classes, 0 if num_classes else modes
+        kinds = num_classes or self.modes
         k, pad, out_pad = kernel_size, (kernel_size - 1) // 2, kernel_size % 2  # 7 -> 14 -> 28 for k = 4 or 5
         # Left at PyTorch's N(0, 1) init (weights_init skips it): the same scale as z beside it.
-        self.embed = nn.Embedding(num_classes, num_classes) if num_classes else None
+        self.embed = nn.Embedding(kinds, kinds) if kinds else None
         # The paper's "projection": a matrix product reshaped into 7x7 maps (pytorch/examples' transposed
         # conv on a 1x1 input computes the same, 4x slower in oneDNN).
-        self.project = nn.Linear(nz + num_classes, width * 4 * 7 * 7, bias=False)
+        self.project = nn.Linear(nz + kinds, width * 4 * 7 * 7, bias=False)
         self.net = nn.Sequential(
             nn.Unflatten(1, (width * 4, 7, 7)),  # (N, 4w * 7 * 7) -> (N, 4w, 7, 7)
             nn.BatchNorm2d(width * 4),
@@ -44,8 +48,10 @@ class Generator(nn.Module):
         )
 
     def forward(self, z, labels=None):
+        if self.modes:
+            labels = z[:, :self.modes].argmax(1)  # (N,): the choice
         if self.embed is not None:
-            z = torch.cat([z, self.embed(labels)], dim=1)  # (N, nz + num_classes)
+            z = torch.cat([z, self.embed(labels)], dim=1)  # (N, nz + kinds)
         return self.net(self.project(z))  # (N, C, 28, 28)
 
 class Discriminator(nn.Module):
@@ -93,7 +99,7 @@ def weights_init(module):
 def build_networks(config):
     """(G, D) with the sizes of a configuration dict (as train.py stores it), DCGAN-initialised."""
     sizes = dict(channels=config["channels"], num_classes=config["num_classes"], kernel_size=config["kernel_size"])
-    G = Generator(nz=config["nz"], width=config["g_width"], **sizes)
+    G = Generator(nz=config["nz"], width=config["g_width"], modes=config["modes"], **sizes)
     return G.apply(weights_init), Discriminator(width=config["d_width"], **sizes).apply(weights_init)
 
 def train_step(G, D, opt_g, opt_d, scaler, real, labels, autocast, ema, ema_decay):
@@ -211,7 +217,7 @@ def bounded(kind, low, high, *, open_low=False, open_high=False):
     return parse
 
 # Limits of the flags that size memory: far above what MNIST needs, far below what a machine lacks.
-MAX_NZ, MAX_WIDTH, MAX_BATCH = 1024, 512, 4096
+MAX_NZ, MAX_WIDTH, MAX_BATCH, MAX_MODES = 1024, 512, 4096, 100
 SEED = bounded(int, 0, 2**32 - 1)  # what every torch.Generator takes
 
 def add_device_flag(parser):
@@ -253,11 +259,11 @@ def save_checkpoint(checkpoint, path):
     with atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
 
-CHECKPOINT_FORMAT = 3  # the layout of train.py's checkpoint.pt; other layouts are refused
+CHECKPOINT_FORMAT = 4  # the layout of train.py's checkpoint.pt; other layouts are refused
 # What each configuration entry may hold: the networks are built from these numbers before any
 # weight is read, so a forged file must not ask for a network the size of the machine.
 CONFIG_VALUES = dict(nz=range(1, MAX_NZ + 1), g_width=range(1, MAX_WIDTH + 1), d_width=range(1, MAX_WIDTH + 1),
-                     channels=(1,), num_classes=(0, 10), kernel_size=(4, 5))
+                     channels=(1,), num_classes=(0, 10), modes=range(MAX_MODES + 1), kernel_size=(4, 5))
 
 def load_checkpoint(path):
     """A checkpoint train.py wrote, on the CPU, or a one-line UserError. weights_only=True: the file

@@ -115,7 +115,8 @@ def test_default_sizes_are_dcgan():
     G, D = gan.Generator(), gan.Discriminator()
     assert G.nz == 100
     assert G(torch.randn(2, 100)).shape == (2, 1, 28, 28)
-    assert (G.project.in_features, G.project.out_features) == (100, 256 * 7 * 7)  # then 7x7 maps
+    assert G.modes == 10 and G.embed.weight.shape == (10, 10)  # the choice read from z, embedded beside it
+    assert (G.project.in_features, G.project.out_features) == (100 + 10, 256 * 7 * 7)  # then 7x7 maps
     assert [m.out_channels for m in G.modules() if isinstance(m, torch.nn.ConvTranspose2d)] == [128, 64, 1]
     assert G.net[3].stride == (1, 1)  # a stride-1 stage at 7x7 before the two stride-2 ones
     assert [m.out_channels for m in D.modules() if isinstance(m, torch.nn.Conv2d)] == [32, 64, 1]
@@ -200,6 +201,21 @@ def test_amp_policy(monkeypatch):
         train.amp_dtype(torch.device("cuda"), "bf16")
 
 
+def test_generator_jumps_where_its_noise_changes_its_choice():
+    """The choice is which of z's first `modes` entries is largest: a tiny change of z that changes it
+    changes the image far more than the same change that does not; with modes=0 nothing jumps."""
+    torch.manual_seed(0)
+    for modes, jumps in ((4, True), (0, False)):
+        G = gan.Generator(nz=16, width=8, modes=modes).apply(gan.weights_init)
+        z = torch.randn(1, 16)
+        z[0, :4] = torch.tensor([1.0, 1.0 - 1e-4, -1.0, -1.0])
+        swapped, nudged = z.clone(), z.clone()
+        swapped[0, :2] = torch.tensor([1.0 - 1e-4, 1.0])  # the second entry now the largest
+        nudged[0, 2:4] = torch.tensor([-1.0 + 1e-4, -1.0 - 1e-4])  # as far, choice unchanged
+        change = [(gan.generate(G, x) - gan.generate(G, z)).abs().max().item() for x in (swapped, nudged)]
+        assert (change[0] > 100 * change[1]) == jumps, change
+
+
 def test_checkpoint_round_trip_gives_identical_samples(tmp_path):
     torch.manual_seed(0)
     G = gan.Generator(nz=16, width=8)
@@ -208,7 +224,7 @@ def test_checkpoint_round_trip_gives_identical_samples(tmp_path):
     path = tmp_path / "c.pt"
     gan.save_checkpoint({"format": gan.CHECKPOINT_FORMAT, "epoch": 0, "step": 0, "generator": G.state_dict(),
                          "ema": G.state_dict(), "config": dict(nz=16, g_width=8, d_width=8, channels=1, num_classes=0,
-                                                               kernel_size=5)}, path)
+                                                               modes=10, kernel_size=5)}, path)
     z = torch.randn(10, 16)
     for ema in (True, False):
         assert torch.equal(gan.generate(G, z), gan.generate(gan.generator_from_checkpoint(gan.load_checkpoint(path), ema), z))
@@ -253,8 +269,9 @@ def test_conditional_networks_take_labels():
         D.class_kernels.normal_(0, 0.02)
         logits = D(images[:1].repeat(10, 1, 1, 1), torch.arange(10))
     assert logits.shape == (10,) and logits.unique().numel() == 10  # one image, ten verdicts
-    plain = gan.Generator(nz=16, width=8)
+    plain = gan.Generator(nz=16, width=8, modes=0)
     assert plain.embed is None and gan.Discriminator(width=8).class_kernels is None
+    assert G.modes == 0 and gan.Generator(nz=16, width=8, num_classes=10, modes=4).modes == 0  # told the digit
 
 
 @pytest.fixture(scope="session")
@@ -286,7 +303,7 @@ def test_conditional_gan_follows_the_label(bar_gan):
 
 
 def test_sample_digit_from_the_command_line_reads_back_as_that_digit(bar_gan, scored_root, tmp_path):
-    config = dict(nz=16, g_width=8, d_width=8, channels=1, num_classes=10, kernel_size=5)
+    config = dict(nz=16, g_width=8, d_width=8, channels=1, num_classes=10, modes=0, kernel_size=5)
     gan.save_checkpoint(dict(format=gan.CHECKPOINT_FORMAT, config=config, epoch=1, step=100,
                              generator=bar_gan.state_dict(), ema=bar_gan.state_dict()), tmp_path / "bars.pt")
     for digit in (3, 7):
@@ -392,8 +409,15 @@ def test_train_writes_grids_gif_log_and_checkpoint(trained):
     assert all(0 < float(r["d_x"]) < 1 and float(r["images_per_s"]) > 0 for r in rows)
     checkpoint = torch.load(trained / "checkpoint.pt", weights_only=True)
     assert checkpoint["epoch"] == 2 and checkpoint["step"] == 6
-    assert checkpoint["config"] == dict(nz=16, g_width=8, d_width=8, channels=1, num_classes=0, kernel_size=5)
+    assert checkpoint["config"] == dict(nz=16, g_width=8, d_width=8, channels=1, num_classes=0, modes=10, kernel_size=5)
     assert not [f for f in os.listdir(trained) if ".tmp" in f], "temporary files left behind"
+
+
+def test_modes_0_trains_the_papers_plain_generator(mnist_root, tmp_path):
+    train.main(["--data-root", str(mnist_root), "--out", str(tmp_path / "plain"), "--epochs", "1", "--modes", "0", *TINY])
+    checkpoint = gan.load_checkpoint(tmp_path / "plain" / "checkpoint.pt")
+    G = gan.generator_from_checkpoint(checkpoint)
+    assert checkpoint["config"]["modes"] == 0 and G.embed is None and G.project.in_features == 16  # z alone
 
 
 def test_grids_draw_from_the_ema(mnist_root, tmp_path):
@@ -770,7 +794,8 @@ BAD_NUMBERS = {
     "train": [("--lr-g", "fast"), ("--lr-g", "-2e-4"), ("--lr-g", "nan"), ("--lr-d", "inf"), ("--lr-d", "0"),
               ("--beta1", "1"), ("--beta1", "-0.1"), ("--beta2", "1.5"), ("--ema-decay", "nan"),
               ("--epochs", "0"), ("--epochs", "10001"), ("--batch-size", "4097"), ("--batch-size", "1e3"),
-              ("--nz", "0"), ("--nz", "1025"), ("--g-width", "513"), ("--d-width", "0"),
+              ("--nz", "0"), ("--nz", "1025"), ("--g-width", "513"), ("--d-width", "0"), ("--modes", "-1"),
+              ("--modes", "101"),
               ("--seed", "-1"), ("--seed", str(2**32)), ("--log-every", "0")],
     "sample": [("--n", "100001"), ("--nrow", "0"), ("--batch-size", "0"), ("--batch-size", "10001"),
                ("--seed", "x"), ("--count", "0"), ("--count", "101")],
@@ -791,6 +816,10 @@ def test_sizes_that_do_not_fit_the_data_are_refused(mnist_root, tmp_path, capsys
     err = expect_exit_2(capsys, train.main, ["--data-root", str(mnist_root), "--out", str(tmp_path / "o"),
                                              "--batch-size", str(N_TRAIN + 1)])
     assert "larger than the training set (160 images)" in err
+    assert not (tmp_path / "o").exists()
+    err = expect_exit_2(capsys, train.main, ["--data-root", str(mnist_root), "--out", str(tmp_path / "o"),
+                                             "--nz", "8", "--modes", "10"])
+    assert "--modes 10 is more than --nz 8" in err
     assert not (tmp_path / "o").exists()
     err = expect_exit_2(capsys, throughput.main, ["--data-root", str(mnist_root), "--batch-size", str(N_TRAIN + 1)])
     assert "(161 and 128) must fit in the 160 training images" in err
@@ -829,6 +858,7 @@ FORGED = [
     (("config", "g_width"), 10**9, "g_width = 1000000000"),
     (("config", "nz"), "100", "nz = '100'"),
     (("config", "kernel_size"), 3, "kernel_size = 3"),
+    (("config", "modes"), 10**6, "modes = 1000000"),
     (("step",), -1, "its step is -1"),
     (("generator",), torch.zeros(3), "generator entry is not a set of weights"),
     (("ema",), {"x": 1}, "ema entry is not a set of weights"),
@@ -1000,8 +1030,8 @@ def test_benchmark_runs(mnist_root, capsys):
     throughput.main(["--data-root", str(mnist_root), "--batch-size", "16", "--steps", "2", "--warmup", "1",
                      "--repeats", "1"])
     out = capsys.readouterr().out
-    for row in ("baseline (DataLoader, .item() per step)", "kit default", "kit --batch-size 128 (the old default)",
-                "kit --kernel-size 4 --d-width 64"):
+    for row in ("baseline (DataLoader, .item() per step)", "kit default", "kit --batch-size 128 --modes 0 (the old default)",
+                "kit --kernel-size 4 --d-width 64 --modes 0"):
         line = next(line for line in out.splitlines() if line.startswith(row))
         assert float(line[len(row):].split()[0]) > 0  # images/s
     assert "generator EMA update" in out and "Self CPU time total" in out
@@ -1027,7 +1057,7 @@ def test_benchmark_leaves_out_a_row_whose_compile_fails(mnist_root, capsys, monk
 def test_benchmark_times_what_train_py_trains_by_default():
     args = train.parse_args([])
     assert throughput.DEFAULT == dict(nz=args.nz, g_width=args.g_width, d_width=args.d_width, channels=1,
-                                      num_classes=0, kernel_size=args.kernel_size)
+                                      num_classes=0, modes=args.modes, kernel_size=args.kernel_size)
     assert throughput.parse_args([]).batch_size == args.batch_size
 
 
@@ -1083,7 +1113,10 @@ def test_class_scores_of_collapsed_and_perfect_sets():
     assert scores["digits_covered"] == 10
     assert scores["kl_to_uniform"] == pytest.approx(0, abs=1e-12)
     assert scores["is_analog"] == pytest.approx(10)
-    assert scores["confidence"] == pytest.approx(1)
+    assert scores["confidence"] == pytest.approx(1) and scores["unsure"] == 0
+    blends = perfect.clone()
+    blends[:30] = 0.5 * perfect[:30] + 0.5 * perfect[:30].roll(1, dims=1)  # 30 of 100 half one digit, half the next
+    assert evaluate.class_scores(blends)["unsure"] == pytest.approx(0.3)
 
 
 def test_classifier_trains_caches_and_reloads(mnist_root, tmp_path, capsys):

@@ -28,9 +28,10 @@ import torch
 from PIL import Image, ImageDraw
 from torchvision.utils import save_image
 
-from gan import (CHECKPOINT_FORMAT, MAX_BATCH, MAX_NZ, MAX_WIDTH, SEED, ArgumentParser, UserError, add_device_flag,
-                 atomic_path, bounded, build_networks, generate, grid_labels, load_checkpoint, load_mnist,
-                 make_writable_dir, pick_device, save_checkpoint, seeded_noise, train_step, warmed_up_decay)
+from gan import (CHECKPOINT_FORMAT, MAX_BATCH, MAX_MODES, MAX_NZ, MAX_WIDTH, SEED, ArgumentParser, UserError,
+                 add_device_flag, atomic_path, bounded, build_networks, generate, grid_labels, load_checkpoint,
+                 load_mnist, make_writable_dir, pick_device, save_checkpoint, seeded_noise, train_step,
+                 warmed_up_decay)
 
 FRACTION, LEARNING_RATE = bounded(float, 0, 1, open_high=True), bounded(float, 0, 1, open_low=True)
 # Settings a resumed run takes from its checkpoint, whatever the command line says, each with the
@@ -54,6 +55,8 @@ def parse_args(argv=None):
     p.add_argument("--nz", type=bounded(int, 1, MAX_NZ), default=100, help="latent size (default: 100)")
     p.add_argument("--g-width", type=bounded(int, 1, MAX_WIDTH), default=64, help="generator base width (default: 64)")
     p.add_argument("--d-width", type=bounded(int, 1, MAX_WIDTH), default=32, help="discriminator width (default: 32)")
+    p.add_argument("--modes", type=bounded(int, 0, MAX_MODES), default=10,
+                   help="choices G reads from its noise, at most --nz; 0: plain noise, as the paper (default: 10)")
     p.add_argument("--kernel-size", type=int, default=5, choices=[4, 5], help="of stride-2 convolutions (default: 5)")
     p.add_argument("--ema-decay", type=FRACTION, default=0.999, help="G's moving average, once warm (default: 0.999)")
     p.add_argument("--conditional", action="store_true", help="G and D get the digit, so sample.py can ask for one")
@@ -66,7 +69,10 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=SEED, default=0, help="random seed (default: 0)")
     p.add_argument("--log-every", type=bounded(int, 1, 10**6), default=100, help="steps per log line (default: 100)")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.modes > args.nz and not (args.conditional or args.resume):  # else the flag plays no part
+        p.error(f"--modes {args.modes} is more than --nz {args.nz}: G reads its choice from z's first entries")
+    return args
 
 def train(args):
     """The story of a run: set up, resume if asked, loop over the epochs, save after each."""
@@ -132,7 +138,8 @@ def build(args, device, dtype, checkpoint):
     `checkpoint`. Returns (config, parts: all whose state is saved, train_step's arguments, epoch, step)."""
     torch.manual_seed(args.seed)
     config = checkpoint["config"] if checkpoint else dict(nz=args.nz, g_width=args.g_width, d_width=args.d_width,
-        channels=1, num_classes=10 if args.conditional else 0, kernel_size=args.kernel_size)
+        channels=1, num_classes=10 if args.conditional else 0, modes=0 if args.conditional else args.modes,
+        kernel_size=args.kernel_size)
     # channels_last on the CPU, where oneDNN's convolutions run faster in it (benchmarks/throughput.py).
     layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
     G, D = (net.to(device, memory_format=layout) for net in build_networks(config))

@@ -11,9 +11,10 @@ first row:
      dcgan/main.py trains; the kit's default networks;
   2. the kit's default path on this device: gan.train_step on batches indexed out of the data
      on the device, channels_last on the CPU, fused Adam, statistics read once per repeat;
-  3. the same at batch 128, the default before smaller batches made better digits: what they cost;
-  4. the kit with pytorch/examples' sizes, 4x4 kernels and D as wide as G: what the default
-     recipe's 5x5 kernels and narrower D cost against them;
+  3. the default before this one: batch 128, and G without the choice read from its noise
+     (--modes 0): what smaller batches and the choice cost;
+  4. the kit with pytorch/examples' sizes, 4x4 kernels, D as wide as G, plain noise: what the
+     default recipe's 5x5 kernels, narrower D and choice cost against them;
   5. on CUDA, the kit under bf16 and fp16 autocast (fp16 with its loss scaler); on MPS, fp16 (not
      on the CPU: bf16 autocast there without bf16 hardware is ~25x slower than fp32);
   6. with --compile, each precision again under torch.compile (compile time printed apart).
@@ -43,9 +44,9 @@ from gan import (MAX_BATCH, ArgumentParser, Discriminator, Generator, UserError,
                  bounded, build_networks, load_mnist, pick_device, train_step, update_average, weights_init)
 
 # train.py's default sizes and batch (a test checks they match), pytorch/examples' sizes (4x4
-# kernels, D as wide as G), and the batch the kit trained in before batch 32 made better digits.
-DEFAULT = dict(nz=100, g_width=64, d_width=32, channels=1, num_classes=0, kernel_size=5)
-EXAMPLES_SIZES = dict(DEFAULT, d_width=64, kernel_size=4)
+# kernels, D as wide as G, plain noise), and the default before: batch 128, plain noise.
+DEFAULT = dict(nz=100, g_width=64, d_width=32, channels=1, num_classes=0, modes=10, kernel_size=5)
+EXAMPLES_SIZES = dict(DEFAULT, d_width=64, kernel_size=4, modes=0)
 DEFAULT_BATCH, BATCH_BEFORE = 32, 128
 
 
@@ -219,15 +220,15 @@ def measure(args, device):
         raise UserError(f"the rows' batch sizes ({args.batch_size} and {BATCH_BEFORE}) must fit in the "
                         f"{len(data)} training images")
     default = kit_runner(args, device, data)
-    before = kit_runner(args, device, data, batch_size=BATCH_BEFORE)
+    before = kit_runner(args, device, data, dict(DEFAULT, modes=0), batch_size=BATCH_BEFORE)
     examples_sizes = kit_runner(args, device, data, EXAMPLES_SIZES)
     flops = image_flops(default[3], data, args.batch_size)
     rows = {"baseline (DataLoader, .item() per step)": (baseline_runner(args, device, args.data_root), flops),
             "kit default": (default[0], flops),
-            f"kit --batch-size {BATCH_BEFORE} (the old default)": (before[0],
-                                                                   image_flops(before[3], data, BATCH_BEFORE)),
-            "kit --kernel-size 4 --d-width 64": (examples_sizes[0],
-                                                 image_flops(examples_sizes[3], data, args.batch_size))}
+            f"kit --batch-size {BATCH_BEFORE} --modes 0 (the old default)": (
+                before[0], image_flops(before[3], data, BATCH_BEFORE)),
+            "kit --kernel-size 4 --d-width 64 --modes 0": (examples_sizes[0],
+                                                           image_flops(examples_sizes[3], data, args.batch_size))}
     precisions = {"cuda": [torch.bfloat16, torch.float16], "mps": [torch.float16]}.get(device.type, [])
     for dtype in precisions:
         rows[f"kit {dtype} autocast"] = (kit_runner(args, device, data, dtype=dtype)[0], flops)
@@ -262,7 +263,7 @@ def report(args, device, data, default, rows, mm):
     name = torch.cuda.get_device_name() if device.type == "cuda" else threads
     print(f"\ndevice: {name}; torch {torch.__version__}; batch {args.batch_size}; "
           f"median of {args.repeats} x {args.steps} steps")
-    flops, examples_sizes_flops = rows["kit default"][1], rows["kit --kernel-size 4 --d-width 64"][1]
+    flops, examples_sizes_flops = rows["kit default"][1], rows["kit --kernel-size 4 --d-width 64 --modes 0"][1]
     print(f"one training step: {flops / 1e6:.0f} MFLOP per image; with pytorch/examples' sizes: "
           f"{examples_sizes_flops / 1e6:.0f} MFLOP")
     kit_fwd = forward_flops_per_image(G, D, torch.randn(2, G.nz, device=device))
@@ -271,11 +272,11 @@ def report(args, device, data, default, rows, mm):
     print(f"forward G + D per image: kit (28 px) {kit_fwd / 1e6:.0f} MFLOP, pytorch/examples (64 px) "
           f"{examples_fwd / 1e6:.0f} MFLOP: {examples_fwd / kit_fwd:.1f}x the work")
     print("matmul (best of 10, median over the repeats): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in mm.items()))
-    print(f"\n{'variant':42} {'images/s':>9} {'ratio':>7} {'25 epochs':>10} {'GFLOP/s':>8} {'of fp32 mm':>10}")
+    print(f"\n{'variant':48} {'images/s':>9} {'ratio':>7} {'25 epochs':>10} {'GFLOP/s':>8} {'of fp32 mm':>10}")
     first = next(iter(rows.values()))[0]
     for variant, (rate, flops) in rows.items():
         achieved = rate * flops / 1e9
-        print(f"{variant:42} {rate:9.0f} {rate / first:6.2f}x {25 * 60000 / rate:9.0f}s "
+        print(f"{variant:48} {rate:9.0f} {rate / first:6.2f}x {25 * 60000 / rate:9.0f}s "
               f"{achieved:8.0f} {achieved / mm['fp32']:9.0%}")
     ema, step_seconds = ema_update_seconds(G, loop["ema"], device), args.batch_size / rows["kit default"][0]
     print(f"\ngenerator EMA update (in every kit step): {ema * 1e3:.2f} ms = {ema / step_seconds:.2%} of a step")
