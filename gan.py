@@ -26,7 +26,7 @@ class Generator(nn.Module):
         self.nz, self.num_classes, self.modes = nz, num_classes, 0 if num_classes else modes
         kinds = num_classes or self.modes
         k, pad, out_pad = kernel_size, (kernel_size - 1) // 2, kernel_size % 2  # 7 -> 14 -> 28 for k = 4 or 5
-        # Left at PyTorch's N(0, 1) (weights_init skips it): at 0.3 or 0.02 G ignored its choice (experiments.md).
+        # Left at PyTorch's N(0, 1) (weights_init skips it): at 0.3 or 0.02 G hardly used its choice (experiments.md).
         self.embed = nn.Embedding(kinds, kinds) if kinds else None
         # The paper's "projection": a matrix product reshaped into 7x7 maps (pytorch/examples' transposed
         # conv on a 1x1 input computes the same, 4x slower in oneDNN).
