@@ -142,7 +142,7 @@ def test_weights_init_statistics():
             assert abs(m.weight.mean().item() - 1) < 0.01
             assert 0.01 < m.weight.std().item() < 0.03
             assert torch.all(m.bias == 0)
-    # The choice's embedding keeps PyTorch's N(0, 1): a small one lets G ignore its choice.
+    # The choice's embedding keeps PyTorch's N(0, 1): with a small one G hardly uses its choice.
     assert 0.8 < G.embed.weight.std().item() < 1.2
 
 
