@@ -18,20 +18,27 @@ perfect generator would reach.
 """
 
 import json
+import math
 import os
 import sys
 
-import torch
-import torch.nn.functional as F
-from PIL import Image
-from torch import nn
-from torchvision.transforms.functional import pil_to_tensor
+try:  # Ctrl-C while torch loads ends as quietly as one later
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+    from torch import nn
+    from torchvision.transforms.functional import pil_to_tensor
 
-from gan import (SEED, ArgumentParser, UserError, add_device_flag, atomic_path, bounded, generate_batches,
-                 generator_from_checkpoint, load_checkpoint, load_mnist, make_writable_dir, pick_device,
-                 seeded_noise)
+    from plumbing import (SEED, ArgumentParser, UserError, add_device_flag, atomic_path, bounded,
+                          check_writable_file, generate_batches, generator_from_checkpoint, load_checkpoint,
+                          load_mnist, pick_device, say, seeded_noise)
+except KeyboardInterrupt:
+    sys.exit(130)
 
 SCORES = ("frechet", "digits_covered", "kl_to_uniform", "is_analog", "confidence", "unsure")
+# Image modes that convert to 8-bit grayscale exactly as they look; 16-bit and float ("I;16", "I", "F")
+# would be clipped by convert("L"), and CMYK or alpha would be scored as something else.
+GRAY_CONVERTIBLE = ("1", "L", "P", "RGB")
 
 
 def parse_args(argv=None):
@@ -114,29 +121,30 @@ def get_classifier(root, train_set, test_set, steps=2000):
     cached = load_classifier(path, test_set[0].device)
     if cached:
         model, acc = cached
-        print(f"classifier: {path} (test accuracy {acc:.2%})")
+        say(f"classifier: {path} (test accuracy {acc:.2%})")
         return model, acc
-    print(f"training the MNIST classifier (once; cached as {path}) ...")
+    say(f"training the MNIST classifier (once; cached as {path}) ...")
     torch.manual_seed(0)
     model, acc = fit_classifier(train_set, test_set, steps)
     try:
         with atomic_path(path) as tmp:
             torch.save({"model": model.state_dict(), "test_accuracy": acc}, tmp)
-    except OSError as e:  # a read-only data folder: score anyway, retrain next time
-        print(f"could not cache the classifier at {path} ({e.strerror}); it will be retrained next time")
-    print(f"classifier test accuracy {acc:.2%}" + ("" if acc >= 0.99 else " (below 99%: scores are less reliable)"))
+    except UserError as e:  # a read-only data folder: score anyway, retrain next time
+        say(f"{e}: the classifier will be retrained next time")
+    say(f"classifier test accuracy {acc:.2%}" + ("" if acc >= 0.99 else " (below 99%: scores are less reliable)"))
     return model, acc
 
 
 @torch.no_grad()
 def features_and_probs(model, batches):
-    """Penultimate features (N, 128) in float64 and class probabilities (N, 10) for image batches."""
+    """Penultimate features (N, 128) in float64 and class probabilities (N, 10) for image batches, made
+    float64 on the CPU: MPS has no float64."""
     device = next(model.parameters()).device
     feats, probs = [], []
     for images in batches:
         f = model.features(images.to(device))
-        feats.append(f.double().cpu())
-        probs.append(F.softmax(model.head(f), dim=1).double().cpu())
+        feats.append(f.cpu().double())
+        probs.append(F.softmax(model.head(f), dim=1).cpu().double())
     return torch.cat(feats), torch.cat(probs)
 
 
@@ -189,42 +197,56 @@ def score(model, batches, test_features, labels=None):
 
 
 def read_folder(folder, batch_size):
-    """Every file in `folder` as (N, 1, 28, 28) batches in [-1, 1]. Colour images are converted
-    to grayscale; any size but 28x28 is refused (resizing would blur strokes and bias scores)."""
+    """Every file in `folder` as (N, 1, 28, 28) batches in [-1, 1]. Colour images are converted to
+    grayscale, other modes and any size but 28x28 refused (resizing would blur strokes and bias scores)."""
     if not os.path.isdir(folder):
         raise UserError(f"--samples {folder} is not a folder")
     names = sorted(n for n in os.listdir(folder) if not n.startswith("."))
-    if not names:
-        raise UserError(f"--samples {folder} holds no images")
+    if len(names) < 2:
+        raise UserError(f"--samples {folder} holds {'one image' if names else 'no images'}; the scores need at least 2")
     images = []
     for name in names:
         try:
             with Image.open(os.path.join(folder, name)) as image:
                 if image.size != (28, 28):
                     raise UserError(f"{name} in {folder} is {image.size[0]}x{image.size[1]}; expected 28x28 digits")
+                if image.mode not in GRAY_CONVERTIBLE:
+                    raise UserError(f"{name} in {folder} is in image mode {image.mode}; save 8-bit grayscale or RGB")
                 images.append(pil_to_tensor(image.convert("L")))  # (1, 28, 28) uint8
-        except OSError as e:  # Pillow's UnidentifiedImageError is an OSError too
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:  # what Pillow raises
             raise UserError(f"{name} in {folder} is not an image ({type(e).__name__})") from None
     images = torch.stack(images).float().div(127.5).sub(1)
     return list(images.split(batch_size))
 
 
 def print_table(generated, real):
-    print(f"\n{'score':28} {'generated':>12} {'real (floor)':>13}")
+    lines = [f"\n{'score':28} {'generated':>12} {'real (floor)':>13}"]
     names = dict(frechet="Frechet distance (MNIST clf)", digits_covered="digits covered (>1%)",
                  kl_to_uniform="KL to uniform", is_analog="IS analog (max 10)", confidence="mean confidence",
                  unsure="unsure (top class < 0.9)")
     for key in SCORES:
-        print(f"{names[key]:28} {generated[key]:12.4g} {real[key]:13.4g}")
+        lines.append(f"{names[key]:28} {generated[key]:12.4g} {real[key]:13.4g}")
     if "label_accuracy" in generated:
-        print(f"{'digit asked for, read back':28} {generated['label_accuracy']:12.4g} {real['label_accuracy']:13.4g}")
-        print("  per digit 0-9: " + " ".join(f"{a:.3f}" for a in generated["label_accuracy_per_digit"]))
-    print("histogram of generated digits 0-9: " + " ".join(f"{s:.3f}" for s in generated["histogram"]))
-    print("Frechet distances here compare only with this classifier's, not with Inception FIDs.")
+        lines.append(f"{'digit asked for, read back':28} {generated['label_accuracy']:12.4g} "
+                     f"{real['label_accuracy']:13.4g}")
+        lines.append("  per digit 0-9: " + " ".join(f"{a:.3f}" for a in generated["label_accuracy_per_digit"]))
+    lines.append("histogram of generated digits 0-9: " + " ".join(f"{s:.3f}" for s in generated["histogram"]))
+    say("\n".join(lines + ["Frechet distances here compare only with this classifier's, not with Inception FIDs."]))
+
+
+def strict_json(value):
+    """`value` with every NaN or infinity made None: JSON's null, not the bare NaN strict readers refuse."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [strict_json(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def evaluate(args):
     device = pick_device(args.device)
+    if args.json:  # checked now, not after minutes of scoring
+        check_writable_file(args.json)
     labels = None  # the digit asked for, for a conditional checkpoint: 0, 1, ..., 9, 0, 1, ...
     if args.samples:
         batches = read_folder(args.samples, args.batch_size)
@@ -232,10 +254,6 @@ def evaluate(args):
         G = generator_from_checkpoint(load_checkpoint(args.checkpoint), ema=not args.no_ema).to(device)
         labels = torch.arange(args.n) % G.num_classes if G.num_classes else None
         batches = list(generate_batches(G, seeded_noise(args.n, G.nz, args.seed), labels, args.batch_size))
-    if args.json:
-        if os.path.isdir(args.json):
-            raise UserError(f"--json {args.json} is a folder")
-        make_writable_dir(os.path.dirname(args.json) or ".")
     train_set = load_mnist(args.data_root, device, train=True)
     test_set = load_mnist(args.data_root, device, train=False)
     model, acc = get_classifier(args.data_root, train_set, test_set)
@@ -244,13 +262,14 @@ def evaluate(args):
     real_labels = None if labels is None else train_set[1][pick]
     real = score(model, train_set[0][pick].split(args.batch_size), test_features, real_labels)
     generated = score(model, batches, test_features, labels)
-    print_table(generated, real)
     if args.json:
         result = dict(source=args.samples or args.checkpoint, n=sum(len(b) for b in batches),
                       classifier_test_accuracy=acc, generated=generated, real=real)
         with atomic_path(args.json) as tmp, open(tmp, "w") as f:
-            json.dump(result, f, indent=2)
-        print(f"wrote {args.json}")
+            json.dump(strict_json(result), f, indent=2, allow_nan=False)
+    print_table(generated, real)
+    if args.json:
+        say(f"wrote {args.json}")
 
 
 def main(argv=None):

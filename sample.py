@@ -20,12 +20,16 @@ import os
 import sys
 from itertools import chain
 
-import torch
-from PIL import Image
-from torchvision.utils import save_image
+try:  # Ctrl-C while torch loads ends as quietly as one later
+    import torch
+    from PIL import Image
+    from torchvision.utils import save_image
 
-from gan import (SEED, ArgumentParser, UserError, add_device_flag, atomic_path, bounded, generate_batches,
-                 generator_from_checkpoint, grid_labels, load_checkpoint, make_writable_dir, pick_device, seeded_noise)
+    from plumbing import (SEED, ArgumentParser, UserError, add_device_flag, atomic_path, bounded,
+                          check_writable_file, generate_batches, generator_from_checkpoint, grid_labels,
+                          load_checkpoint, make_writable_dir, pick_device, say, seeded_noise)
+except KeyboardInterrupt:
+    sys.exit(130)
 
 NUMBER_CROP = 3  # pixels cut from each side of a digit in --number, so its digits sit close
 # A grid is built whole in memory (10,000 digits: about 150 MB); a folder is written a batch at a time.
@@ -61,8 +65,9 @@ def parse_args(argv=None):
 def plan(G, args, to_folder):
     """(noise, the digit of each image or None, images per grid row). A conditional G draws --digit;
     --number, in each of --count rows, the number's digits from one noise (one hand per row); else in a
-    grid one row per digit, ceil(n / 10) wide, or into a folder 0 1 2 ... 9 0 1 ... in turn."""
-    n, nrow = args.n, args.nrow or math.ceil(math.sqrt(args.n))
+    grid one row per digit, ceil(n / 10) wide (said when that rounds --n up), or into a folder 0 1 2 ...
+    9 0 1 ... in turn."""
+    n, nrow = args.n, min(args.nrow or math.ceil(math.sqrt(args.n)), args.n)
     if args.number:
         z = seeded_noise(args.count or 1, G.nz, args.seed).repeat_interleave(len(args.number), dim=0)
         return z, torch.tensor([int(c) for c in args.number]).repeat(args.count or 1), len(args.number)
@@ -71,19 +76,23 @@ def plan(G, args, to_folder):
     elif to_folder:
         labels = torch.arange(n) % G.num_classes
     else:
+        if args.nrow:
+            raise UserError("--nrow: a conditional checkpoint's grid has one row per digit; --n sets their length")
         nrow = math.ceil(n / G.num_classes)
         labels = grid_labels(G.num_classes, nrow)
+        if len(labels) != n:
+            say(f"--n {n} rounded up to {len(labels)}: one row of {nrow} for each digit")
     return seeded_noise(n if labels is None else len(labels), G.nz, args.seed), labels, nrow
 
 def write(G, args):
     to_folder = args.out.endswith(("/", os.sep)) or os.path.isdir(args.out)
     if args.number and to_folder:
         raise UserError(f"--number writes one PNG: give --out a file name, not the folder {args.out}")
+    (make_writable_dir if to_folder else check_writable_file)(args.out)
     z, labels, nrow = plan(G, args, to_folder)
     if to_folder:
-        make_writable_dir(args.out)
-        write_folder(generate_batches(G, z, labels, args.batch_size), args.out)
-        print(f"wrote {len(z)} PNGs to {args.out}")
+        stale = write_folder(generate_batches(G, z, labels, args.batch_size), args.out)
+        say(f"wrote {len(z)} PNGs to {args.out}" + (f"; removed {stale} more of an earlier run" if stale else ""))
         return
     if len(z) > MAX_GRID:
         raise UserError(f"--n {args.n}: a grid holds at most {MAX_GRID:,} digits; for more, "
@@ -91,18 +100,24 @@ def write(G, args):
     images = torch.cat(list(generate_batches(G, z, labels, args.batch_size)))  # (N, C, 28, 28)
     if args.number:  # cropped, and no padding: the digits of a number sit side by side
         images = images[..., NUMBER_CROP:28 - NUMBER_CROP]
-    make_writable_dir(os.path.dirname(args.out) or ".")
     with atomic_path(args.out) as tmp:
         save_image(images, tmp, format="png", nrow=nrow, padding=0 if args.number else 2, normalize=True,
                    value_range=(-1, 1))
-    print(f"wrote {args.out}: {len(z)} digits, {nrow} per row")
+    say(f"wrote {args.out}: {len(z)} digits, {nrow} per row")
 
 def write_folder(batches, folder):
-    """One 28x28 grayscale PNG per image, batch after batch: 00000.png, 00001.png, ..."""
+    """One 28x28 grayscale PNG per image, batch after batch: 00000.png, 00001.png, ...; then the numbered
+    PNGs of an earlier, larger run are removed, so the folder holds this run alone. Returns how many."""
+    k = -1
     for k, image in enumerate(chain.from_iterable(batches)):
         pixels = image.add(1).mul(127.5).add(0.5).clamp(0, 255).to(torch.uint8)  # [-1, 1] -> 0..255, (C, 28, 28)
         with atomic_path(os.path.join(folder, f"{k:05d}.png")) as tmp:  # (28, 28): Pillow's "L" mode
             Image.fromarray(pixels.permute(1, 2, 0).squeeze(-1).numpy()).save(tmp, format="PNG")
+    stale = [name for name in os.listdir(folder) if name[:-4].isdigit() and name.endswith(".png")
+             and len(name) == 9 and int(name[:-4]) > k]
+    for name in stale:
+        os.remove(os.path.join(folder, name))
+    return len(stale)
 
 def main(argv=None):
     args = parse_args(argv)

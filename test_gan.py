@@ -26,6 +26,7 @@ from torchvision.transforms.functional import pil_to_tensor
 
 import evaluate
 import gan
+import plumbing
 import sample
 import train
 from benchmarks import throughput
@@ -63,6 +64,14 @@ def mnist_root(tmp_path_factory):
         write_idx(raw / f"{split}-images-idx3-ubyte", images)
         write_idx(raw / f"{split}-labels-idx1-ubyte", labels)
     return root
+
+
+@pytest.fixture(autouse=True)
+def cpu_only(monkeypatch):
+    """Every test on the CPU, whatever the machine has, so that --device auto means the same everywhere
+    (accelerators have their own module, test_device.py)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
 
 
 def run_train(root, out, *extra):
@@ -189,18 +198,40 @@ def test_train_step_changes_both_networks():
     assert all(p.requires_grad for p in D.parameters()), "D left frozen after the G step"
 
 
-def test_amp_policy(monkeypatch):
-    assert train.amp_dtype(torch.device("cpu"), "auto") is None  # never on by default on the CPU
-    assert train.amp_dtype(torch.device("mps"), "auto") is None
-    for device in ("cpu", "mps", "cuda"):
-        assert train.amp_dtype(torch.device(device), "off") is None
-        assert train.amp_dtype(torch.device(device), "fp16") == torch.float16
-    assert train.amp_dtype(torch.device("cpu"), "bf16") == torch.bfloat16
-    for has_bf16, dtype in ((True, torch.bfloat16), (False, torch.float16)):  # auto on CUDA
-        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: has_bf16)
-        assert train.amp_dtype(torch.device("cuda"), "auto") == dtype
-    with pytest.raises(gan.UserError, match="no bf16"):  # False still patched in: an older card
-        train.amp_dtype(torch.device("cuda"), "bf16")
+def fake_cuda_card(monkeypatch, capability):
+    """torch.cuda answering as a card of this compute capability does: bf16 emulated below 8.0."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: including_emulation or capability >= (8, 0))
+
+
+@pytest.mark.parametrize("capability, auto", [((6, 1), "off"), ((7, 0), "fp16"), ((7, 5), "fp16"),
+                                              ((8, 0), "off"), ((9, 0), "off")])
+def test_amp_on_cuda_follows_the_card(monkeypatch, capability, auto):
+    """auto: fp16 with loss scaling on 7.x (a T4, a V100), fp32 where autocast measured slower (an H100);
+    bf16 only on cards that have it (8.0 and up), never emulated."""
+    fake_cuda_card(monkeypatch, capability)
+    cuda = torch.device("cuda")
+    mode, why = train.precision(cuda, "auto")
+    assert mode == auto and why.startswith("auto")
+    if capability >= (8, 0):
+        assert train.precision(cuda, "bf16")[0] == "bf16"
+    else:
+        with pytest.raises(plumbing.UserError, match=f"compute capability {capability[0]}.{capability[1]}.*no bf16"):
+            train.precision(cuda, "bf16")
+    assert train.precision(cuda, "fp16")[0] == "fp16" and train.precision(cuda, "off")[0] == "off"
+
+
+def test_amp_on_mps_and_cpu(monkeypatch):
+    for device in (torch.device("mps"), torch.device("cpu")):
+        assert train.precision(device, "auto")[0] == "off"  # never on by default
+        assert train.precision(device, "fp16")[0] == "fp16"
+    assert "slower" in train.precision(torch.device("cpu"), "fp16")[1]  # said once at start
+    monkeypatch.setattr(torch.backends.mps, "is_macos_or_newer", lambda major, minor: (13, 6) >= (major, minor))
+    with pytest.raises(plumbing.UserError, match="macOS 14"):
+        train.precision(torch.device("mps"), "bf16")
+    monkeypatch.setattr(torch.backends.mps, "is_macos_or_newer", lambda major, minor: (14, 0) >= (major, minor))
+    assert train.precision(torch.device("mps"), "bf16")[0] == "bf16"
 
 
 def test_generator_jumps_where_its_noise_changes_its_choice():
@@ -224,21 +255,21 @@ def test_checkpoint_round_trip_gives_identical_samples(tmp_path):
     G.apply(gan.weights_init)
     G(torch.randn(32, 16))  # training-mode pass: moves the BatchNorm running statistics
     path = tmp_path / "c.pt"
-    gan.save_checkpoint({"format": gan.CHECKPOINT_FORMAT, "epoch": 0, "step": 0, "generator": G.state_dict(),
+    plumbing.save_checkpoint({"format": plumbing.CHECKPOINT_FORMAT, "epoch": 0, "step": 0, "generator": G.state_dict(),
                          "ema": G.state_dict(), "config": dict(nz=16, g_width=8, d_width=8, channels=1, num_classes=0,
                                                                modes=10, kernel_size=5)}, path)
     z = torch.randn(10, 16)
     for ema in (True, False):
-        assert torch.equal(gan.generate(G, z), gan.generate(gan.generator_from_checkpoint(gan.load_checkpoint(path), ema), z))
+        assert torch.equal(gan.generate(G, z), gan.generate(plumbing.generator_from_checkpoint(plumbing.load_checkpoint(path), ema), z))
     assert G.training, "generate() must restore training mode"
 
 
 def test_checkpoint_of_another_format_is_refused(trained, tmp_path, capsys):
     checkpoint = torch.load(trained / "checkpoint.pt", weights_only=True)
-    for name, change in (("none", lambda c: c.pop("format")), ("old", lambda c: c.update(format=gan.CHECKPOINT_FORMAT - 1)),
-                         ("future", lambda c: c.update(format=gan.CHECKPOINT_FORMAT + 1))):
+    for name, change in (("none", lambda c: c.pop("format")), ("old", lambda c: c.update(format=plumbing.CHECKPOINT_FORMAT - 1)),
+                         ("future", lambda c: c.update(format=plumbing.CHECKPOINT_FORMAT + 1))):
         change(checkpoint)
-        gan.save_checkpoint(checkpoint, tmp_path / f"{name}.pt")
+        plumbing.save_checkpoint(checkpoint, tmp_path / f"{name}.pt")
         err = expect_exit_2(capsys, sample.main, ["--checkpoint", str(tmp_path / f"{name}.pt"), "--out", str(tmp_path / "g.png")])
         assert "another version of the kit" in err
     assert not (tmp_path / "g.png").exists()
@@ -248,7 +279,7 @@ def test_atomic_path_keeps_old_file_on_failure(tmp_path):
     path = tmp_path / "f.txt"
     path.write_text("old")
     with pytest.raises(RuntimeError):
-        with gan.atomic_path(path) as tmp:
+        with plumbing.atomic_path(path) as tmp:
             open(tmp, "w").write("half")
             raise RuntimeError("crash mid-write")
     assert path.read_text() == "old"
@@ -306,7 +337,7 @@ def test_conditional_gan_follows_the_label(bar_gan):
 
 def test_sample_digit_from_the_command_line_reads_back_as_that_digit(bar_gan, scored_root, tmp_path):
     config = dict(nz=16, g_width=8, d_width=8, channels=1, num_classes=10, modes=0, kernel_size=5)
-    gan.save_checkpoint(dict(format=gan.CHECKPOINT_FORMAT, config=config, epoch=1, step=100,
+    plumbing.save_checkpoint(dict(format=plumbing.CHECKPOINT_FORMAT, config=config, epoch=1, step=100,
                              generator=bar_gan.state_dict(), ema=bar_gan.state_dict()), tmp_path / "bars.pt")
     for digit in (3, 7):
         folder = tmp_path / f"digit{digit}"
@@ -376,11 +407,11 @@ def test_ema_warm_up_forgets_the_init_within_one_epoch():
 
 
 def test_checkpoint_keeps_the_ema_and_sampling_uses_it(trained, tmp_path):
-    checkpoint = gan.load_checkpoint(trained / "checkpoint.pt")
+    checkpoint = plumbing.load_checkpoint(trained / "checkpoint.pt")
     assert checkpoint["step"] == 6 and checkpoint["ema"].keys() == checkpoint["generator"].keys()
-    raw = gan.generator_from_checkpoint(checkpoint, ema=False)
+    raw = plumbing.generator_from_checkpoint(checkpoint, ema=False)
     z = torch.randn(1, 16, generator=torch.Generator().manual_seed(0))  # sample.py's noise for --seed 0
-    averaged = gan.generator_from_checkpoint(checkpoint)
+    averaged = plumbing.generator_from_checkpoint(checkpoint)
     assert not torch.equal(gan.generate(averaged, z), gan.generate(raw, z))
     for flag, G in (([], averaged), (["--no-ema"], raw)):  # the average is the default, from the first step
         out = tmp_path / f"one{len(flag)}"
@@ -417,18 +448,18 @@ def test_train_writes_grids_gif_log_and_checkpoint(trained):
 
 def test_modes_0_trains_the_papers_plain_generator(mnist_root, tmp_path):
     train.main(["--data-root", str(mnist_root), "--out", str(tmp_path / "plain"), "--epochs", "1", "--modes", "0", *TINY])
-    checkpoint = gan.load_checkpoint(tmp_path / "plain" / "checkpoint.pt")
-    G = gan.generator_from_checkpoint(checkpoint)
+    checkpoint = plumbing.load_checkpoint(tmp_path / "plain" / "checkpoint.pt")
+    G = plumbing.generator_from_checkpoint(checkpoint)
     assert checkpoint["config"]["modes"] == 0 and G.embed is None and G.project.in_features == 16  # z alone
 
 
 def test_grids_draw_from_the_ema(mnist_root, tmp_path):
     def drawn_from(run, ema):  # whether epoch 2's grid is G's raw weights' (ema False) or their average's
-        checkpoint = gan.load_checkpoint(run / "checkpoint.pt")
+        checkpoint = plumbing.load_checkpoint(run / "checkpoint.pt")
         with Image.open(run / "epoch_002.png") as image:
             written = pil_to_tensor(image)[0].int()  # (242, 242): 8x8 digits of 28 px, 2 px apart
         digits = torch.stack([written[2 + 30 * r:30 + 30 * r, 2 + 30 * c:30 + 30 * c] for r in range(8) for c in range(8)])
-        G = gan.generator_from_checkpoint(checkpoint, ema=ema)
+        G = plumbing.generator_from_checkpoint(checkpoint, ema=ema)
         expected = gan.generate(G, *train.grid_inputs(checkpoint["config"], 0))[:, 0]
         return (digits - expected.add(1).mul(127.5).add(0.5).clamp(0, 255).int()).abs().max() <= 1
 
@@ -457,32 +488,50 @@ def trained_fp16(mnist_root, tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("amp, straight", [("off", "trained"), ("fp16", "trained_fp16")])
-def test_interrupt_saves_and_resume_matches_straight_run(amp, straight, mnist_root, tmp_path, request, monkeypatch,
-                                                         capsys):
-    calls = []
+def ctrl_c_at_step(monkeypatch, n):
+    """Make train.py's n-th training step (from 1) send this process Ctrl-C."""
+    calls, real_step = [], train.train_step
 
     def step_then_ctrl_c(**kwargs):
         calls.append(1)
-        if len(calls) == 5:  # second step of epoch 2
+        if len(calls) == n:
             os.kill(os.getpid(), signal.SIGINT)
         return real_step(**kwargs)
 
-    real_step = train.train_step
     monkeypatch.setattr(train, "train_step", step_then_ctrl_c)
-    run_train(mnist_root, tmp_path, "--epochs", "2", "--amp", amp)  # returns normally: exit code 0
-    assert "--resume" in capsys.readouterr().out
-    stopped = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    assert (stopped["epoch"], stopped["step"]) == (1, 5)
+    return real_step
 
+
+def stopped_run(mnist_root, out, monkeypatch, capsys, *extra):
+    """A 2-epoch run stopped by Ctrl-C at step 4, the first of epoch 2 and between two log rows (every 2
+    steps, 3 to an epoch); then resumed to its end."""
+    real_step = ctrl_c_at_step(monkeypatch, 4)
+    with pytest.raises(SystemExit) as exit_info:
+        run_train(mnist_root, out, "--epochs", "2", *extra)
+    assert exit_info.value.code == 130  # as a shell reports Ctrl-C: `train.py && sample.py` samples nothing
+    assert "--resume" in capsys.readouterr().out
+    stopped = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert (stopped["epoch"], stopped["step"]) == (1, 4)
     monkeypatch.setattr(train, "train_step", real_step)
-    run_train(mnist_root, tmp_path, "--epochs", "2", "--resume", "--amp", amp)
+    run_train(mnist_root, out, "--epochs", "2", "--resume")
+
+
+@pytest.mark.parametrize("amp, straight", [("off", "trained"), ("fp16", "trained_fp16")])
+def test_interrupt_saves_and_resume_matches_straight_run(amp, straight, mnist_root, tmp_path, request, monkeypatch,
+                                                         capsys):
+    stopped_run(mnist_root, tmp_path, monkeypatch, capsys, "--amp", amp)
     straight = request.getfixturevalue(straight)
     assert_same_training_state(straight / "checkpoint.pt", tmp_path / "checkpoint.pt")
-    # The resumed run draws the whole history, as the straight run does.
-    assert (tmp_path / "losses.png").read_bytes() == (straight / "losses.png").read_bytes()
+    # The stop logged the interval it cut (step 4), the resumed run the rest (step 5): no step's losses
+    # are lost, and together they average to the straight run's row.
     with open(tmp_path / "log.csv", newline="") as f:
-        assert [int(r["step"]) for r in csv.DictReader(f)] == [2, 3, 5, 6]
+        rows = {int(r["step"]): r for r in csv.DictReader(f)}
+    assert list(rows) == [2, 3, 4, 5, 6]
+    with open(straight / "log.csv", newline="") as f:
+        straight_rows = {int(r["step"]): r for r in csv.DictReader(f)}
+    for key in ("loss_d", "loss_g", "d_x", "d_g_z"):
+        assert (float(rows[4][key]) + float(rows[5][key])) / 2 == pytest.approx(float(straight_rows[5][key]), abs=1e-4)
+        assert rows[6][key] == straight_rows[6][key]
 
 
 def log_losses(out):
@@ -496,7 +545,7 @@ def test_mixed_precision_trains_on_the_cpu(amp, mnist_root, tmp_path, trained_fp
     if amp == "bf16":
         run_train(mnist_root, out, "--epochs", "2", "--amp", "bf16")
         line = capsys.readouterr().out.splitlines()[0]
-        assert "precision bfloat16 autocast" in line and "GradScaler" not in line
+        assert "precision bf16 (--amp bf16; autocast on a CPU" in line
     losses = log_losses(out)
     assert all(math.isfinite(x) for row in losses for x in row)
     assert len(set(losses)) == len(losses), "the losses did not move"
@@ -577,8 +626,8 @@ def test_sample_folder_in_batches_matches_grid(trained, tmp_path):
             assert image.size == (28, 28) and image.mode == "L"
             written.append(pil_to_tensor(image)[0].int())  # (28, 28)
     # The same seed gives the same digits whether they came in batches of 3 or all 7 at once.
-    G = gan.generator_from_checkpoint(gan.load_checkpoint(trained / "checkpoint.pt"))
-    at_once = gan.generate(G, gan.seeded_noise(7, 16, 0))[:, 0].add(1).mul(127.5).add(0.5).clamp(0, 255).int()
+    G = plumbing.generator_from_checkpoint(plumbing.load_checkpoint(trained / "checkpoint.pt"))
+    at_once = gan.generate(G, plumbing.seeded_noise(7, 16, 0))[:, 0].add(1).mul(127.5).add(0.5).clamp(0, 255).int()
     assert (torch.stack(written) - at_once).abs().max() <= 1
 
 
@@ -595,7 +644,7 @@ def test_conditional_run_grid_and_checkpoint(trained_conditional):
         assert grid.size == (8 * 30 + 2, 10 * 30 + 2)  # one row per digit, 8 columns
     checkpoint = torch.load(trained_conditional / "checkpoint.pt", weights_only=True)
     assert checkpoint["config"]["num_classes"] == 10
-    assert gan.generator_from_checkpoint(checkpoint).num_classes == 10
+    assert plumbing.generator_from_checkpoint(checkpoint).num_classes == 10
 
 
 def test_sample_digit_and_rows_per_digit(trained_conditional, tmp_path):
@@ -606,9 +655,9 @@ def test_sample_digit_and_rows_per_digit(trained_conditional, tmp_path):
     sample.main([*ckpt, "--digit", "7", "--n", "9", "--out", str(tmp_path / "sevens.png")])
     with Image.open(tmp_path / "sevens.png") as grid:
         assert grid.size == (3 * 30 + 2, 3 * 30 + 2)
-    G = gan.generator_from_checkpoint(gan.load_checkpoint(trained_conditional / "checkpoint.pt"))
-    sevens = gan.generate(G, gan.seeded_noise(9, 16, 0), torch.full((9,), 7))
-    others = gan.generate(G, gan.seeded_noise(9, 16, 0), torch.full((9,), 1))
+    G = plumbing.generator_from_checkpoint(plumbing.load_checkpoint(trained_conditional / "checkpoint.pt"))
+    sevens = gan.generate(G, plumbing.seeded_noise(9, 16, 0), torch.full((9,), 7))
+    others = gan.generate(G, plumbing.seeded_noise(9, 16, 0), torch.full((9,), 1))
     assert not torch.equal(sevens, others)
 
 
@@ -621,7 +670,7 @@ def test_sample_number_layout(trained_conditional, tmp_path):
         assert image.size == (4 * width, 3 * 28)  # digits touching, rows touching: no padding
         pixels = pil_to_tensor(image.convert("L"))[0].int()  # (84, 88)
     # Row r, position i holds the digit text[i] drawn from row r's noise, cropped to the middle.
-    G = gan.generator_from_checkpoint(gan.load_checkpoint(trained_conditional / "checkpoint.pt"))
+    G = plumbing.generator_from_checkpoint(plumbing.load_checkpoint(trained_conditional / "checkpoint.pt"))
     z = torch.randn(3, G.nz, generator=torch.Generator().manual_seed(0))
     for r in range(3):
         for i, digit in enumerate("2026"):
@@ -787,7 +836,7 @@ def test_train_refuses_to_overwrite_a_checkpoint(mnist_root, tmp_path, capsys, t
     assert "--epochs above 2" in err
     err = expect_exit_2(capsys, train.main, ["--data-root", str(mnist_root), "--out", str(out), "--resume",
                                              "--epochs", "3", "--conditional"])
-    assert "unconditional run" in err
+    assert "--conditional True contradicts the run's conditional False" in err
     assert (out / "checkpoint.pt").read_bytes() == before
 
 
@@ -848,8 +897,8 @@ def test_a_grid_too_large_for_memory_is_refused_before_sampling(trained, tmp_pat
 
 def test_a_folder_is_written_one_batch_at_a_time(trained, tmp_path, monkeypatch):
     sizes = []
-    real_generate = gan.generate
-    monkeypatch.setattr(gan, "generate", lambda G, z, labels: sizes.append(len(z)) or real_generate(G, z, labels))
+    real_generate = plumbing.generate
+    monkeypatch.setattr(plumbing, "generate", lambda G, z, labels: sizes.append(len(z)) or real_generate(G, z, labels))
     sample.main(["--checkpoint", str(trained / "checkpoint.pt"), "--n", "25", "--batch-size", "10",
                  "--out", f"{tmp_path}/"])
     assert sizes == [10, 10, 5] and len(list(tmp_path.iterdir())) == 25
@@ -882,7 +931,7 @@ def forge(trained, tmp_path, keys, value):
         entry = entry[key]
     entry[keys[-1]] = value
     (tmp_path / "o").mkdir()
-    gan.save_checkpoint(checkpoint, tmp_path / "o" / "checkpoint.pt")
+    plumbing.save_checkpoint(checkpoint, tmp_path / "o" / "checkpoint.pt")
     return tmp_path / "o" / "checkpoint.pt"
 
 
@@ -920,7 +969,7 @@ def test_sigterm_saves_and_resume_matches_straight_run(mnist_root, tmp_path):
     assert "step 1/24" in stopped.stdout.readline() + stopped.stdout.readline()  # the device line, then step 1
     stopped.send_signal(signal.SIGTERM)
     out, err = stopped.communicate(timeout=60)
-    assert stopped.returncode == 0, err
+    assert stopped.returncode == 143, err  # 128 + SIGTERM, as a shell reports it
     assert "continue with: python train.py --resume" in out and "Traceback" not in err
     assert torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=True)["step"] < 24
     resumed = run_train_process(mnist_root, tmp_path / "stopped", "--epochs", "8", "--resume")
@@ -956,40 +1005,40 @@ def test_second_signal_stops_at_once_and_keeps_the_last_checkpoint(mnist_root, t
     assert not [f for f in os.listdir(tmp_path) if ".tmp" in f]
 
 
-def test_sigkill_while_writing_keeps_the_previous_checkpoint(trained, tmp_path):
-    """A process killed halfway through save_checkpoint (made slow here) leaves the old file whole."""
-    path = tmp_path / "checkpoint.pt"
-    path.write_bytes((trained / "checkpoint.pt").read_bytes())
-    script = (f"import time, torch, gan\n"
-              f"def slow_save(obj, f):\n"
-              f"    open(f, 'wb').write(b'half a checkpoint'); print('writing', flush=True); time.sleep(60)\n"
-              f"torch.save = slow_save\n"
-              f"gan.save_checkpoint({{'format': 0}}, {str(path)!r})\n")
-    writer = subprocess.Popen([sys.executable, "-c", script], cwd=HERE, stdout=subprocess.PIPE, text=True)
-    assert writer.stdout.readline() == "writing\n"
+def test_sigkill_while_train_saves_keeps_the_previous_checkpoint(mnist_root, tmp_path):
+    """train.py killed (kill -9) halfway through writing epoch 2's checkpoint (made slow here) leaves
+    epoch 1's whole under the real name."""
+    run_train(mnist_root, tmp_path, "--epochs", "1")
+    after_epoch_1 = (tmp_path / "checkpoint.pt").read_bytes()
+    script = ("import sys, time, torch, train\n"
+              "def slow_save(obj, f):\n"
+              "    open(f, 'wb').write(b'half a checkpoint'); print('writing', flush=True); time.sleep(60)\n"
+              "torch.save = slow_save\n"
+              "train.main(sys.argv[1:])\n")
+    argv = ["--data-root", str(mnist_root), "--out", str(tmp_path), *TINY, "--epochs", "2", "--resume"]
+    writer = subprocess.Popen([sys.executable, "-c", script, *argv], cwd=HERE, stdout=subprocess.PIPE, text=True)
+    assert "writing\n" in iter(writer.stdout.readline, "")  # reads up to the line the save prints
     writer.kill()
     writer.wait(timeout=30)
-    assert path.read_bytes() == (trained / "checkpoint.pt").read_bytes()
-    assert gan.load_checkpoint(path)["step"] == 6
+    assert (tmp_path / "checkpoint.pt").read_bytes() == after_epoch_1
+    assert plumbing.load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 3
 
 
 def test_compile_end_to_end(mnist_root, tmp_path):
     # Its own process: torch.compile leaves state behind that would make later runs in this one differ.
     subprocess.run([sys.executable, "train.py", "--data-root", str(mnist_root), "--out", str(tmp_path), *TINY,
                     "--epochs", "1", "--batch-size", "32", "--compile"], cwd=HERE, check=True, capture_output=True)
-    checkpoint = gan.load_checkpoint(tmp_path / "checkpoint.pt")
+    checkpoint = plumbing.load_checkpoint(tmp_path / "checkpoint.pt")
     assert checkpoint["step"] == 5
     for part in ("generator", "discriminator", "ema"):
         assert not any("_orig_mod" in k for k in checkpoint[part]), part  # the plain modules' keys
-    gan.generator_from_checkpoint(checkpoint)  # loads into an uncompiled G
+    plumbing.generator_from_checkpoint(checkpoint)  # loads into an uncompiled G
 
 
-def test_conditional_resume_matches_straight_run(mnist_root, trained_conditional, tmp_path):
-    run_train(mnist_root, tmp_path / "two", "--epochs", "1", "--conditional")
-    assert_same_training_state(trained_conditional / "checkpoint.pt", tmp_path / "two" / "checkpoint.pt")
-    run_train(mnist_root, tmp_path / "two", "--epochs", "2", "--resume")
+def test_conditional_stopped_mid_epoch_resumes_bit_identical(mnist_root, tmp_path, monkeypatch, capsys):
+    stopped_run(mnist_root, tmp_path / "stopped", monkeypatch, capsys, "--conditional")
     run_train(mnist_root, tmp_path / "straight", "--epochs", "2", "--conditional")
-    assert_same_training_state(tmp_path / "straight" / "checkpoint.pt", tmp_path / "two" / "checkpoint.pt")
+    assert_same_training_state(tmp_path / "straight" / "checkpoint.pt", tmp_path / "stopped" / "checkpoint.pt")
 
 
 class Exploit:
@@ -1006,7 +1055,7 @@ def test_malicious_pickle_is_refused_by_every_script(mnist_root, tmp_path, capsy
     marker = tmp_path / "ran"
     (tmp_path / "o").mkdir()
     path = tmp_path / "o" / "checkpoint.pt"
-    torch.save({"format": gan.CHECKPOINT_FORMAT, "config": Exploit(marker)}, path)
+    torch.save({"format": plumbing.CHECKPOINT_FORMAT, "config": Exploit(marker)}, path)
     for main, argv in ((sample.main, ["--checkpoint", str(path), "--out", str(tmp_path / "g.png")]),
                        (evaluate.main, ["--checkpoint", str(path), "--data-root", str(mnist_root)]),
                        (train.main, ["--data-root", str(mnist_root), "--out", str(path.parent), "--resume"])):
@@ -1020,11 +1069,11 @@ def test_evaluate_no_ema_scores_the_raw_weights(scored_root, trained, tmp_path):
                        "--json", str(tmp_path / f"{len(flag)}.json"), *flag])
     average, raw = (json.loads((tmp_path / f"{k}.json").read_text())["generated"] for k in (0, 1))
     assert average["frechet"] != raw["frechet"]
-    checkpoint = gan.load_checkpoint(trained / "checkpoint.pt")
-    G = gan.generator_from_checkpoint(checkpoint, ema=False)
+    checkpoint = plumbing.load_checkpoint(trained / "checkpoint.pt")
+    G = plumbing.generator_from_checkpoint(checkpoint, ema=False)
     model, _ = evaluate.load_classifier(str(scored_root / "mnist_classifier.pt"), torch.device("cpu"))
-    test_features, _ = evaluate.features_and_probs(model, [gan.load_mnist(str(scored_root), torch.device("cpu"), False)[0]])
-    expected = evaluate.score(model, gan.generate_batches(G, gan.seeded_noise(20, 16, 0), None, 500), test_features)
+    test_features, _ = evaluate.features_and_probs(model, [plumbing.load_mnist(str(scored_root), torch.device("cpu"), False)[0]])
+    expected = evaluate.score(model, plumbing.generate_batches(G, plumbing.seeded_noise(20, 16, 0), None, 500), test_features)
     assert raw["frechet"] == pytest.approx(expected["frechet"])
 
 
@@ -1124,7 +1173,7 @@ def test_class_scores_of_collapsed_and_perfect_sets():
 def test_classifier_trains_caches_and_reloads(mnist_root, tmp_path, capsys):
     root = copy_mnist(mnist_root, tmp_path)
     cpu = torch.device("cpu")
-    train_set, test_set = (gan.load_mnist(str(root), cpu, train=split) for split in (True, False))
+    train_set, test_set = (plumbing.load_mnist(str(root), cpu, train=split) for split in (True, False))
     model, acc = evaluate.get_classifier(str(root), train_set, test_set, steps=100)
     assert acc > 0.9  # the bars are easy: a classifier that learned nothing scores about 0.1
     assert "training" in capsys.readouterr().out
@@ -1141,7 +1190,7 @@ def test_classifier_trains_caches_and_reloads(mnist_root, tmp_path, capsys):
 def scored_root(mnist_root):
     """The tiny MNIST folder with a cached classifier (100 steps), as evaluate.py leaves it."""
     cpu = torch.device("cpu")
-    train_set, test_set = (gan.load_mnist(str(mnist_root), cpu, train=split) for split in (True, False))
+    train_set, test_set = (plumbing.load_mnist(str(mnist_root), cpu, train=split) for split in (True, False))
     evaluate.get_classifier(str(mnist_root), train_set, test_set, steps=100)
     return mnist_root
 
@@ -1176,10 +1225,15 @@ def bad_folders(tmp_path):
     text.mkdir()
     Image.new("L", (28, 28)).save(text / "00000.png")
     (text / "notes.txt").write_text("not an image")
-    big = tmp_path / "big"
-    big.mkdir()
-    Image.new("L", (64, 64)).save(big / "00000.png")
-    return dict(empty=empty, text=text, big=big)
+    folders = dict(empty=empty, text=text)
+    for name, images in dict(one=[Image.new("L", (28, 28))], big=[Image.new("L", (28, 28)), Image.new("L", (64, 64))],
+                             sixteen=[Image.new("L", (28, 28)), Image.new("I;16", (28, 28), 40000)],
+                             cmyk=[Image.new("L", (28, 28)), Image.new("CMYK", (28, 28))]).items():
+        folders[name] = tmp_path / name
+        folders[name].mkdir()
+        for k, image in enumerate(images):  # PNG keeps 16-bit grayscale; CMYK needs a TIFF
+            image.save(folders[name] / f"{k:05d}.{'tif' if image.mode == 'CMYK' else 'png'}")
+    return folders
 
 
 @pytest.mark.parametrize("case, argv, needle", [
@@ -1188,6 +1242,9 @@ def bad_folders(tmp_path):
     ("empty folder", ["--samples", "{empty}"], "no images"),
     ("non-image file", ["--samples", "{text}"], "not an image"),
     ("wrong size", ["--samples", "{big}"], "28x28"),
+    ("one image", ["--samples", "{one}"], "one image; the scores need at least 2"),
+    ("16-bit image", ["--samples", "{sixteen}"], "image mode I;16"),
+    ("CMYK image", ["--samples", "{cmyk}"], "image mode CMYK"),
     ("n one", ["--n", "1"], "[2, 100,000]"),
     ("n zero", ["--n", "0"], "--n"),
 ])

@@ -8,8 +8,9 @@
 
 After every epoch, --out holds epoch_NNN.png (an 8x8 grid from one fixed noise batch, so epochs
 compare), progress.gif (all those grids), losses.png (the curves of log.csv), log.csv and
-checkpoint.pt. Ctrl-C or kill (SIGTERM) finishes the step, saves the checkpoint and exits;
---resume carries on from it. A second one stops at once.
+checkpoint.pt; the checkpoint is saved first, and a picture that cannot be made is a warning.
+Ctrl-C or kill (SIGTERM) finishes the step, saves the checkpoint and exits with 130 or 143, as a
+shell does; --resume carries on from it. A second one stops at once.
 """
 
 import argparse
@@ -19,19 +20,26 @@ import math
 import os
 import signal
 import sys
-import threading
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from datetime import timedelta
 
-import torch
-from PIL import Image, ImageDraw
-from torchvision.utils import save_image
+try:  # Ctrl-C while torch loads (seconds on a laptop) ends as quietly as one later
+    import torch
+    from PIL import Image, ImageDraw
+    from torchvision.utils import save_image
 
-from gan import (CHECKPOINT_FORMAT, MAX_BATCH, MAX_MODES, MAX_NZ, MAX_WIDTH, SEED, ArgumentParser, UserError,
-                 add_device_flag, atomic_path, bounded, build_networks, generate, grid_labels, load_checkpoint,
-                 load_mnist, make_writable_dir, pick_device, save_checkpoint, seeded_noise, train_step,
-                 warmed_up_decay)
+    from gan import generate, train_step, warmed_up_decay
+    from plumbing import (CHECKPOINT_FORMAT, MAX_BATCH, MAX_MODES, MAX_NZ, MAX_WIDTH, SEED, ArgumentParser,
+                          UserError, add_device_flag, all_finite, atomic_path, bounded, build_networks, grid_labels,
+                          load_checkpoint, load_mnist, make_writable_dir, pick_device, save_checkpoint, say,
+                          seeded_noise, warn)
+except KeyboardInterrupt:
+    sys.exit(130)
+if os.name == "nt":
+    import msvcrt
+else:
+    import fcntl
 
 FRACTION, LEARNING_RATE = bounded(float, 0, 1, open_high=True), bounded(float, 0, 1, open_low=True)
 # Settings a resumed run takes from its checkpoint, whatever the command line says, each with the
@@ -40,8 +48,9 @@ RUN_SETTINGS = dict(batch_size=bounded(int, 1, MAX_BATCH), lr_g=LEARNING_RATE, l
                     beta1=FRACTION, beta2=FRACTION, seed=SEED, ema_decay=FRACTION)
 LOG_FIELDS = ("epoch", "step", "loss_d", "loss_g", "d_x", "d_g_z", "images_per_s")
 MAX_STEP_BYTES = 8 * 2**30  # a step needing more would swap a laptop or fill a GPU: refused up front
+MAX_GIF_FRAMES = 100  # progress.gif shows at most this many epochs, evenly spread: its work stays bounded
 
-def parse_args(argv=None):
+def parser():
     p = ArgumentParser(prog="train.py", description="Train a DCGAN on MNIST.")
     p.add_argument("--epochs", type=bounded(int, 1, 10_000), default=25, help="total epochs to reach (default: 25)")
     # 32, not the paper's 128: four times the updates per epoch make better digits at every run length
@@ -64,88 +73,136 @@ def parse_args(argv=None):
     p.add_argument("--out", default="out", help="folder for grids, GIF, log and checkpoint (default: out)")
     add_device_flag(p)
     p.add_argument("--amp", default="auto", choices=["auto", "off", "bf16", "fp16"],
-                   help="mixed precision; auto: bf16 (else fp16) on CUDA, off on MPS and CPU (default: auto)")
+                   help="mixed precision; auto: fp16 on CUDA cards of compute capability 7.x, else off (default: auto)")
     p.add_argument("--compile", action="store_true", help="torch.compile both networks (default: off)")
     p.add_argument("--seed", type=SEED, default=0, help="random seed (default: 0)")
     p.add_argument("--log-every", type=bounded(int, 1, 10**6), default=100, help="steps per log line (default: 100)")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
+    return p
+
+def parse_args(argv=None):
+    p = parser()
     args = p.parse_args(argv)
     if args.modes > args.nz and not (args.conditional or args.resume):  # else the flag plays no part
         p.error(f"--modes {args.modes} is more than --nz {args.nz}: G reads its choice from z's first entries")
     return args
 
 def train(args):
-    """The story of a run: set up, resume if asked, loop over the epochs, save after each."""
-    device, checkpoint = pick_device(args.device), open_checkpoint(args)
+    """The story of a run: set up, resume if asked, loop over the epochs, save after each. Returns 0, or
+    the exit code of the signal that stopped it (128 + its number, as a shell reports it)."""
+    device = pick_device(args.device)
+    if args.resume and not os.path.isfile(os.path.join(args.out, "checkpoint.pt")):
+        raise UserError(f"--resume: no checkpoint at {os.path.join(args.out, 'checkpoint.pt')}")
+    fresh = not os.path.exists(args.out)
+    make_writable_dir(args.out)
+    try:
+        with run_lock(args.out):
+            return start(args, device)
+    except UserError:
+        if fresh:  # a run refused before its first save leaves no folder behind
+            with suppress(OSError):
+                os.remove(os.path.join(args.out, ".lock"))
+                os.rmdir(args.out)
+        raise
+
+def start(args, device):
+    """Read the checkpoint and the data, check what they ask for, build, and train."""
+    checkpoint = open_checkpoint(args)
     images, labels = load_mnist(args.data_root, device)
     if args.batch_size > len(images):
         raise UserError(f"--batch-size {args.batch_size} is larger than the training set ({len(images)} images)")
-    dtype = amp_dtype(device, args.amp)
-    config, parts, loop, epoch, step = build(args, device, dtype, checkpoint)
+    args.amp, why = precision(device, args.amp)
+    config, parts, loop, epoch, step = build(args, device, checkpoint, len(images))
     if (need := step_bytes(config, args.batch_size)) > MAX_STEP_BYTES:
-        raise UserError(f"--batch-size {args.batch_size} with these widths needs about {need / 2**30:.0f} GiB per "
-                        f"step (at most {MAX_STEP_BYTES / 2**30:.0f}): lower --batch-size, --g-width or --d-width")
-    make_writable_dir(args.out)
-    print(f"device {device}, precision {f'{dtype} autocast'.removeprefix('torch.') if dtype else 'fp32'}"
-          f"{' with GradScaler' if parts['scaler'].is_enabled() else ''}, {len(images)} images, batch size "
-          f"{args.batch_size}{', conditional' if config['num_classes'] else ''}"
-          f"{f'; resuming at epoch {epoch + 1}, step {step}' if checkpoint else ''}")
-    if dtype and device.type == "cpu":
-        print("note: autocast on a CPU without half-precision hardware is slower than fp32")
-    data, rows = (images, labels if config["num_classes"] else None), read_log(args.out, step)
-    grid = grid_inputs(config, args.seed)
-    steps_per_epoch = math.ceil(len(images) / args.batch_size)
+        raise UserError(f"--batch-size {args.batch_size} with these widths needs about {need / 2**30:.0f} GiB "
+                        f"per step (at most {MAX_STEP_BYTES / 2**30:.0f}): lower --batch-size, --g-width or "
+                        f"--d-width")
+    say(f"device {device}, precision {args.amp} ({why}), {len(images)} images, batch size {args.batch_size}"
+        f"{', conditional' if config['num_classes'] else ''}")
+    return train_epochs(args, config, parts, loop, (images, labels if config["num_classes"] else None), epoch, step)
+
+def train_epochs(args, config, parts, loop, data, epoch, step):
+    """The epochs from `epoch` (`step` steps done): after each, the checkpoint first, then the pictures."""
+    rows, grid = start_log(args.out, step), grid_inputs(config, args.seed)
+    steps_per_epoch = math.ceil(len(data[0]) / args.batch_size)
     with stop_requests() as stop:
         for epoch in range(epoch, args.epochs):
             step = run_epoch(args, data, loop, epoch, step, stop, rows)
-            if finished := step == (epoch + 1) * steps_per_epoch:  # the grids draw from G's moving average
-                write_pictures(args.out, parts["ema"], grid, epoch + 1, rows)
+            finished = step == (epoch + 1) * steps_per_epoch
             save_run(args, config, parts, epoch + finished, step)
-            if finished:
-                print(f"epoch {epoch + 1}/{args.epochs} done: wrote epoch_{epoch + 1:03d}.png, progress.gif, "
-                      f"losses.png, checkpoint.pt")
-            if stop.is_set() and step < args.epochs * steps_per_epoch:
-                print(f"stopped at step {step} (epoch {epoch + 1}): saved checkpoint.pt; continue with: "
-                      f"python train.py --resume --out {args.out} --epochs {args.epochs}")
-                return
+            if finished:  # the grids draw from G's moving average
+                write_pictures(args.out, parts["ema"], grid, epoch + 1, rows)
+                say(f"epoch {epoch + 1}/{args.epochs} done: saved checkpoint.pt, then the pictures")
+            if stop and step < args.epochs * steps_per_epoch:
+                say(f"stopped at step {step} (epoch {epoch + 1}): saved checkpoint.pt; continue with: "
+                    f"python train.py --resume --out {args.out} --epochs {args.epochs}")
+                return 128 + stop[0]
+    return 0
+
+@contextmanager
+def run_lock(folder):
+    """Hold <folder>/.lock for the run, so a second run into the same folder is refused. The system
+    drops the lock when the process ends, however it ends: a crash never leaves it stuck."""
+    with open(os.path.join(folder, ".lock"), "a") as f:
+        try:
+            if os.name == "nt":
+                msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
+            else:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise UserError(f"another train.py is running into {folder}: wait for it, or choose another --out") from None
+        yield
 
 def open_checkpoint(args):
-    """The checkpoint to resume from, its run settings put into `args`; None for a fresh run,
-    which must not overwrite a checkpoint silently."""
+    """The checkpoint to resume from, its run settings put into `args` (and said once); None for a
+    fresh run, which must not overwrite a checkpoint silently. A flag given against them is refused."""
     path = os.path.join(args.out, "checkpoint.pt")
     if not args.resume:
         if os.path.exists(path):
             raise UserError(f"{path} exists: pass --resume to continue that run, or choose another --out")
         return None
-    if not os.path.exists(path):
-        raise UserError(f"--resume: no checkpoint at {path}")
     checkpoint = load_checkpoint(path)
+    stored = {key: checkpoint["config"][key] for key in ("nz", "g_width", "d_width", "modes", "kernel_size")}
+    stored["conditional"] = bool(checkpoint["config"]["num_classes"])
     for key, check in RUN_SETTINGS.items():  # each stored setting checked as its flag is
         try:
-            setattr(args, key, check(repr(checkpoint["train"][key])))  # repr: a string or bool is refused
+            stored[key] = check(repr(checkpoint["train"][key]))  # repr: a string or bool is refused
         except (TypeError, KeyError, argparse.ArgumentTypeError):
             raise UserError(f"{path}: its stored {key} is missing or out of range") from None
-    if args.conditional and not checkpoint["config"]["num_classes"]:
-        raise UserError(f"--conditional: {path} is an unconditional run; resume it without "
-                        f"--conditional, or start a conditional one in another --out")
+    if checkpoint["train"].get("amp") not in ("off", "bf16", "fp16"):
+        raise UserError(f"{path}: its stored amp is missing or unknown")
+    stored["amp"] = checkpoint["train"]["amp"]
+    defaults = parser()
+    for key, value in stored.items():
+        given = getattr(args, key)
+        if given != defaults.get_default(key) and given != value and not (key == "modes" and stored["conditional"]):
+            raise UserError(f"--resume: --{key.replace('_', '-')} {given} contradicts the run's {key} {value}: a "
+                            f"resumed run keeps its settings (drop the flag, or start a new run in another --out)")
+        setattr(args, key, value)
     if checkpoint["epoch"] >= args.epochs:
         raise UserError(f"{path} has already trained {checkpoint['epoch']} epochs: pass --epochs above "
                         f"{checkpoint['epoch']} to train on")
+    say(f"resuming {path} at epoch {checkpoint['epoch'] + 1}, step {checkpoint['step']}, with its settings: "
+        + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in stored.items()))
     return checkpoint
 
-def build(args, device, dtype, checkpoint):
-    """Networks, optimizers, loss scaler (for autocast `dtype` fp16) and G's moving average, fresh or from
-    `checkpoint`. Returns (config, parts: all whose state is saved, train_step's arguments, epoch, step)."""
+def build(args, device, checkpoint, n_images):
+    """Networks, optimizers, loss scaler (for --amp fp16) and G's moving average, fresh or from `checkpoint`.
+    Returns (config, parts: all whose state is saved, train_step's arguments, epoch, step)."""
     torch.manual_seed(args.seed)
+    dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
     config = checkpoint["config"] if checkpoint else dict(nz=args.nz, g_width=args.g_width, d_width=args.d_width,
         channels=1, num_classes=10 if args.conditional else 0, modes=0 if args.conditional else args.modes,
         kernel_size=args.kernel_size)
     # channels_last on the CPU, where oneDNN's convolutions run faster in it (benchmarks/throughput.py).
     layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
     G, D = (net.to(device, memory_format=layout) for net in build_networks(config))
-    parts = dict(generator=G, discriminator=D,  # fused Adam: one kernel for all of a network's parameters
-                 opt_g=torch.optim.Adam(G.parameters(), lr=args.lr_g, betas=(args.beta1, args.beta2), fused=True),
-                 opt_d=torch.optim.Adam(D.parameters(), lr=args.lr_d, betas=(args.beta1, args.beta2), fused=True),
+    # Fused Adam: one kernel for all of a network's parameters. Not with fp16 on MPS, where some torch
+    # releases' fused Adam ignores the loss scaler's skip of overflowed steps (PyTorch PR 186360).
+    fused, betas = not (device.type == "mps" and dtype == torch.float16), (args.beta1, args.beta2)
+    parts = dict(generator=G, discriminator=D,
+                 opt_g=torch.optim.Adam(G.parameters(), lr=args.lr_g, betas=betas, fused=fused),
+                 opt_d=torch.optim.Adam(D.parameters(), lr=args.lr_d, betas=betas, fused=fused),
                  # Loss scaling only for fp16, whose narrow range underflows small gradients; bf16 needs none.
                  scaler=torch.amp.GradScaler(device.type, enabled=dtype == torch.float16), ema=copy.deepcopy(G))
     # Checkpoints keep the plain modules, not torch.compile's wrappers (no `_orig_mod.` in their keys). On
@@ -157,6 +214,17 @@ def build(args, device, dtype, checkpoint):
         loop.update(G=torch.compile(G, mode=mode), D=torch.compile(D, mode=mode))
     if not checkpoint:
         return config, parts, loop, 0, 0
+    load_parts(args, parts, checkpoint, math.ceil(n_images / args.batch_size), device)
+    return config, parts, loop, checkpoint["epoch"], checkpoint["step"]
+
+def load_parts(args, parts, checkpoint, steps_per_epoch, device):
+    """Load every part's state, or a one-line UserError where the checkpoint contradicts itself or the data."""
+    path, epoch, step = f"{args.out}/checkpoint.pt", checkpoint["epoch"], checkpoint["step"]
+    if not epoch * steps_per_epoch <= step < (epoch + 1) * steps_per_epoch:
+        raise UserError(f"{path}: step {step} is not within epoch {epoch + 1} of {steps_per_epoch} steps at batch "
+                        f"{args.batch_size}: was it trained on other data?")
+    if not all_finite(checkpoint.get("discriminator", {})):
+        raise UserError(f"{path}: its discriminator weights hold NaN or infinity (a diverged run): train a new one")
     try:
         for name, part in parts.items():
             if checkpoint[name]:  # a disabled GradScaler saves {}
@@ -165,8 +233,14 @@ def build(args, device, dtype, checkpoint):
         if device.type in checkpoint["rng"] and device.type != "cpu":  # absent when resuming on another device
             getattr(torch, device.type).set_rng_state(checkpoint["rng"][device.type])
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:  # what torch raises
-        raise UserError(f"{args.out}/checkpoint.pt does not fit the run it describes ({type(e).__name__})") from None
-    return config, parts, loop, checkpoint["epoch"], checkpoint["step"]
+        raise UserError(f"{path} does not fit the run it describes ({type(e).__name__})") from None
+    for opt in (parts["opt_g"], parts["opt_d"]):  # Adam checks neither shapes nor counts when loading
+        for group in opt.param_groups:
+            for p in group["params"]:
+                state = opt.state.get(p, {})
+                if state and not (state["exp_avg"].shape == state["exp_avg_sq"].shape == p.shape
+                                  and 0 < state["step"] <= step):
+                    raise UserError(f"{path}: its optimizer state does not fit its networks or its step count")
 
 def step_bytes(config, batch_size):
     """About the memory a step holds for its backward pass: 12 bytes per number of the feature maps of G
@@ -174,27 +248,37 @@ def step_bytes(config, batch_size):
     w, dw = config["g_width"], config["d_width"]
     return 12 * batch_size * (6 * w * 7 * 7 + w * 14 * 14 + 28 * 28 + 3 * (dw * 14 * 14 + 2 * dw * 7 * 7))
 
-def amp_dtype(device, mode):
-    """The autocast dtype for --amp on this device, or None for fp32. auto: bf16 on CUDA where the card has
-    it (no loss scaling needed), else fp16; off on the CPU, where bf16 autocast without bf16 hardware
-    measured ~25x slower than fp32, and on MPS, where fp32 is the path that surely works."""
+def precision(device, mode):
+    """(off, bf16 or fp16, why) for --amp `mode` on `device`. auto keeps fp32 on CUDA cards of
+    compute capability 8.0 and up (an H100 ran bf16 autocast at 0.81x fp32: a step of small kernels is bound
+    by launches, which the casts add; docs/experiments.md), takes fp16 with loss scaling on 7.x (tensor cores
+    in fp16 only; no bf16 there), and fp32 on MPS (the path that surely works) and on the CPU (bf16 autocast
+    without bf16 hardware measured ~25x slower). bf16 only where the hardware has it, never emulated."""
+    cc = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    if mode == "bf16" and cc and not torch.cuda.is_bf16_supported(including_emulation=False):
+        raise UserError(f"--amp bf16: this GPU (compute capability {cc[0]}.{cc[1]}) has no bf16; use --amp fp16 "
+                        f"(with loss scaling) or --amp off")
+    if mode == "bf16" and device.type == "mps" and not torch.backends.mps.is_macos_or_newer(14, 0):
+        raise UserError("--amp bf16: MPS has bf16 from macOS 14 on; use --amp fp16 or --amp off")
+    why = f"--amp {mode}"
     if mode == "auto":
-        mode = "off" if device.type != "cuda" else "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if mode == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise UserError("--amp bf16: this GPU has no bf16; use --amp fp16 (with loss scaling) or --amp off")
-    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
+        mode, why = (("fp16", f"auto: tensor cores of compute capability {cc[0]}.{cc[1]} are fp16's")
+                     if cc and cc[0] == 7 else ("off", f"auto: fp32 is the fastest measured path on {device.type}"))
+    if mode != "off" and device.type == "cpu":
+        why += "; autocast on a CPU without half-precision hardware is slower than fp32"
+    return mode, why
 
 @contextmanager
 def stop_requests():
-    """Ctrl-C (SIGINT) and SIGTERM (kill, docker stop, schedulers) set a flag the loop checks after each
-    step, so no step is cut in half and the checkpoint gets written. A second signal stops at once (a
-    checkpoint being written is dropped under its temporary name)."""
-    stop = threading.Event()
+    """Ctrl-C (SIGINT) and SIGTERM (kill, docker stop, schedulers) are noted in a list the loop checks
+    after each step, so no step is cut in half and the checkpoint gets written. A second signal stops
+    at once (a checkpoint being written is dropped under its temporary name)."""
+    stop = []
 
     def request(signum, frame):
-        if stop.is_set():
+        if stop:
             raise KeyboardInterrupt
-        stop.set()
+        stop.append(signum)
         os.write(2, b"stopping after this step (signal again to stop at once)\n")  # print() could re-enter
 
     previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -210,35 +294,48 @@ def run_epoch(args, data, loop, epoch, step, stop, rows):
     device and read only then: a read waits for the device."""
     (images, labels), n, bs = data, len(data[0]), args.batch_size
     steps_per_epoch = math.ceil(n / bs)
+    mark_step = args.compile and images.is_cuda  # CUDA graphs may reuse the memory of the step before
     # The epoch's shuffle comes from (seed, epoch), so a resumed run rebuilds it.
     order = torch.randperm(n, generator=torch.Generator().manual_seed(args.seed * 100_003 + epoch)).to(images.device)
     sums, count, start = torch.zeros(4, device=images.device), 0, time.perf_counter()
     for i in range(step - epoch * steps_per_epoch, steps_per_epoch):
+        if mark_step:
+            torch.compiler.cudagraph_mark_step_begin()
         batch = order[i * bs:(i + 1) * bs]
         sums += train_step(real=images[batch], labels=None if labels is None else labels[batch],
                            ema_decay=warmed_up_decay(step, args.ema_decay), **loop)
         count, step = count + 1, step + 1
-        if (i + 1) % args.log_every == 0 or i + 1 == steps_per_epoch:
-            loss_d, loss_g, d_x, d_g_z = (sums / count).tolist()
-            rate = count * bs / (time.perf_counter() - start)
-            rows.append([epoch + 1, step, *(f"{m:.4f}" for m in (loss_d, loss_g, d_x, d_g_z)), f"{rate:.1f}"])
-            write_log(args.out, rows)
-            left = timedelta(seconds=round((args.epochs * steps_per_epoch - step) * bs / rate))
-            print(f"epoch {epoch + 1}/{args.epochs} step {step}/{args.epochs * steps_per_epoch}  loss_d {loss_d:.3f}  "
-                  f"loss_g {loss_g:.3f}  D(x) {d_x:.3f}  D(G(z)) {d_g_z:.3f}  {rate:.0f} img/s  time left {left}")
+        if (i + 1) % args.log_every == 0 or i + 1 == steps_per_epoch or stop:
+            log_row(args, rows, epoch, (step, args.epochs * steps_per_epoch), sums / count,
+                    count * bs / (time.perf_counter() - start))
             sums, count, start = sums.zero_(), 0, time.perf_counter()
-        if stop.is_set():
+        if stop:
             break
     return step
 
+def log_row(args, rows, epoch, steps, means, rate):
+    """A row of log.csv and a console line; a run whose losses are no longer finite ends here, unsaved."""
+    (step, total), (loss_d, loss_g, d_x, d_g_z) = steps, means.tolist()
+    if not (math.isfinite(loss_d) and math.isfinite(loss_g)):
+        raise UserError(f"training diverged at step {step} (loss_d {loss_d}, loss_g {loss_g}): "
+                        f"{args.out}/checkpoint.pt is the last finite one; try lower --lr-g/--lr-d or --amp off")
+    rows.append([epoch + 1, step, *(f"{m:.4f}" for m in (loss_d, loss_g, d_x, d_g_z)), f"{rate:.1f}"])
+    append_log(args.out, rows[-1])
+    left = timedelta(seconds=round((total - step) * args.batch_size / rate))
+    say(f"epoch {epoch + 1}/{args.epochs} step {step}/{total}  loss_d {loss_d:.3f}  loss_g {loss_g:.3f}  "
+        f"D(x) {d_x:.3f}  D(G(z)) {d_g_z:.3f}  {rate:.0f} img/s  time left {left}")
+
 def save_run(args, config, parts, epoch, step):
     """checkpoint.pt after `step` steps, `epoch` epochs of them complete (a run stopped mid-epoch resumes
-    at batch step - epoch * steps_per_epoch of its epoch)."""
+    at batch step - epoch * steps_per_epoch of its epoch); never weights that are no longer finite."""
+    if not all(all_finite(parts[name].state_dict()) for name in ("generator", "discriminator")):
+        raise UserError(f"training diverged before step {step} (weights hold NaN or infinity): "
+                        f"{args.out}/checkpoint.pt is the last finite one; try lower --lr-g/--lr-d or --amp off")
     device = next(parts["generator"].parameters()).device
     rng = {"cpu": torch.get_rng_state()} | ({device.type: getattr(torch, device.type).get_rng_state()}
                                             if device.type != "cpu" else {})  # torch.cuda / torch.mps
     save_checkpoint({name: part.state_dict() for name, part in parts.items()} | dict(
-        format=CHECKPOINT_FORMAT, config=config, train={k: vars(args)[k] for k in RUN_SETTINGS},
+        format=CHECKPOINT_FORMAT, config=config, train={k: vars(args)[k] for k in [*RUN_SETTINGS, "amp"]},
         epoch=epoch, step=step, rng=rng), os.path.join(args.out, "checkpoint.pt"))
 
 def grid_inputs(config, seed):
@@ -249,15 +346,29 @@ def grid_inputs(config, seed):
     return seeded_noise(8, config["nz"], seed).repeat(config["num_classes"], 1), grid_labels(config["num_classes"], 8)
 
 def write_pictures(out, G, grid, epoch, rows):
-    """epoch_NNN.png from the fixed grid noise, progress.gif of all of them, and losses.png."""
-    with atomic_path(os.path.join(out, f"epoch_{epoch:03d}.png")) as tmp:
-        save_image(generate(G, *grid), tmp, format="png", nrow=8, normalize=True, value_range=(-1, 1))
-    frames = [Image.open(os.path.join(out, f"epoch_{e:03d}.png")).convert("L") for e in range(1, epoch + 1)]
-    with atomic_path(os.path.join(out, "progress.gif")) as tmp:
-        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
-                       duration=[400] * (epoch - 1) + [2000], loop=0)  # the last grid held longer
-    with atomic_path(os.path.join(out, "losses.png")) as tmp:
-        draw_losses(rows).save(tmp, format="PNG")
+    """epoch_NNN.png from the fixed grid noise, progress.gif of the grids there are (at most MAX_GIF_FRAMES),
+    and losses.png. They are optional: one that cannot be made is a warning, and training goes on."""
+    try:
+        with atomic_path(os.path.join(out, f"epoch_{epoch:03d}.png")) as tmp:
+            save_image(generate(G, *grid), tmp, format="png", nrow=8, normalize=True, value_range=(-1, 1))
+        shown = sorted({1 + (epoch - 1) * k // (MAX_GIF_FRAMES - 1) for k in range(MAX_GIF_FRAMES)})
+        frames = [frame for e in shown if (frame := read_grid(os.path.join(out, f"epoch_{e:03d}.png")))]
+        with atomic_path(os.path.join(out, "progress.gif")) as tmp:
+            frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
+                           duration=[400] * (len(frames) - 1) + [2000], loop=0)  # the last grid held longer
+        with atomic_path(os.path.join(out, "losses.png")) as tmp:
+            draw_losses(rows).save(tmp, format="PNG")
+    except (UserError, OSError, ValueError, IndexError) as e:
+        warn(f"epoch {epoch}'s pictures are not all written ({e}); checkpoint.pt is saved, training goes on")
+
+def read_grid(path):
+    """An earlier epoch's grid as a GIF frame, or None (with a warning) if it is missing or damaged."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("L")
+    except (OSError, SyntaxError, ValueError) as e:  # Pillow reports some broken PNGs as SyntaxError
+        warn(f"{path} left out of progress.gif ({type(e).__name__})")
+        return None
 
 def draw_losses(rows, width=640, height=480):
     """log.csv's rows as a picture: D's and G's loss (top), D(x) and D(G(z)) (bottom), against the step."""
@@ -281,22 +392,45 @@ def draw_losses(rows, width=640, height=480):
             draw.text((20 + 70 * j, top - 15), name, fill=colour)  # the legend: each name in its curve's colour
     return image
 
-def read_log(out, step):
-    """log.csv's rows up to `step` (rows past it were written after the checkpoint), or none."""
-    if not os.path.exists(path := os.path.join(out, "log.csv")):
-        return []
-    with open(path, newline="") as f:
-        return [r for r in csv.reader(f) if len(r) == len(LOG_FIELDS) and r[1].isdigit() and int(r[1]) <= step]
+def start_log(out, step):
+    """log.csv's rows up to `step` (rows past it were written after the checkpoint), written back whole;
+    rows that are damaged or not numbers are left out. Later rows are appended, so no epoch rewrites it."""
+    path = os.path.join(out, "log.csv")
+    rows = []
+    try:
+        with open(path, newline="") as f:
+            rows = [r for r in csv.reader(f) if len(r) == len(LOG_FIELDS) and r[1].isdigit()
+                    and all(map(is_number, r)) and int(r[1]) <= step]
+    except FileNotFoundError:
+        pass
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        warn(f"{path} is unreadable ({type(e).__name__}): a new log starts")
+    try:
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows([LOG_FIELDS, *rows])
+    except UserError as e:
+        warn(str(e))
+    return rows
 
-def write_log(out, rows):
-    """log.csv, written whole under a temporary name and renamed, so no kill leaves half a row."""
-    with atomic_path(os.path.join(out, "log.csv")) as tmp, open(tmp, "w", newline="") as f:
-        csv.writer(f).writerows([LOG_FIELDS, *rows])
+def is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+def append_log(out, row):
+    """One row onto log.csv; a log that cannot be written is a warning, never the end of the run."""
+    try:
+        with open(os.path.join(out, "log.csv"), "a", newline="") as f:
+            csv.writer(f).writerow(row)
+    except OSError as e:
+        warn(f"log.csv not written ({e.strerror})")
 
 def main(argv=None):
     args = parse_args(argv)
     try:
-        train(args)
+        code = train(args)
     except UserError as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -304,6 +438,8 @@ def main(argv=None):
         print(f"train.py: stopped at once; {args.out}/checkpoint.pt is the last complete checkpoint, if any",
               file=sys.stderr)
         sys.exit(130)
+    if code:
+        sys.exit(code)
 
 if __name__ == "__main__":
     main()

@@ -40,8 +40,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the kit lives one folder up
-from gan import (MAX_BATCH, ArgumentParser, Discriminator, Generator, UserError, add_device_flag,  # noqa: E402
-                 bounded, build_networks, load_mnist, pick_device, train_step, update_average, weights_init)
+from gan import Discriminator, Generator, train_step, update_average, weights_init  # noqa: E402
+from plumbing import (MAX_BATCH, ArgumentParser, UserError, add_device_flag, bounded, build_networks,  # noqa: E402
+                      load_mnist, pick_device)
 
 # train.py's default sizes and batch (a test checks they match), pytorch/examples' sizes (4x4
 # kernels, D as wide as G, plain noise), and the default before: batch 128, plain noise.
