@@ -44,7 +44,8 @@ GRAY_CONVERTIBLE = ("1", "L", "P", "RGB")
 def parse_args(argv=None):
     p = ArgumentParser(prog="evaluate.py", description="Score generated MNIST digits.")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", default="out/checkpoint.pt", help="generator to score (default: out/checkpoint.pt)")
+    source.add_argument("--checkpoint", default="out/checkpoint.pt",
+                        help="generator to score (default: out/checkpoint.pt)")
     source.add_argument("--samples", help="score a folder of 28x28 PNGs instead")
     # At least 2: a covariance needs two samples; at most 100,000, kept in memory (about 300 MB).
     p.add_argument("--n", type=bounded(int, 2, 100_000), default=10000,

@@ -32,6 +32,8 @@ def generate_batches(G, z, labels, batch_size):
     for i in range(0, len(z), batch_size):
         yield generate(G, z[i:i + batch_size], None if labels is None else labels[i:i + batch_size]).float().cpu()
 
+MNIST_FILES = [f"{split}-{kind}-ubyte" for split in ("train", "t10k") for kind in ("images-idx3", "labels-idx1")]
+
 def load_mnist(root, device, train=True):
     """MNIST's training (or test) set on `device`: images (N, 1, 28, 28) in [-1, 1], labels (N,), scaled
     once and indexed into batches (a DataLoader converts every image from PIL every epoch)."""
@@ -43,14 +45,12 @@ def load_mnist(root, device, train=True):
         for d in made:  # innermost first, and only if empty: never anything the user put there
             with suppress(OSError):
                 os.rmdir(d)
-        split = "train" if train else "t10k"
-        missing = [f"{split}-{kind}-idx{d}-ubyte" for kind, d in (("images", 3), ("labels", 1))
-                   if not os.path.isfile(os.path.join(raw, f"{split}-{kind}-idx{d}-ubyte"))]
+        missing = [name for name in MNIST_FILES if not os.path.isfile(os.path.join(raw, name))]  # torchvision wants all
         if missing:
-            raise UserError(f"MNIST's {' and '.join(missing)} not in {raw}/ and could not be downloaded: put the "
+            raise UserError(f"MNIST's {', '.join(missing)} not in {raw}/ and could not be downloaded: put the "
                             f"four IDX files there, or pass --data-root FOLDER whose MNIST/raw/ holds them") from None
-        raise UserError(f"corrupt MNIST file in {raw}/ (the {split} set; {type(e).__name__}: "
-                        f"{' '.join(str(e).split())[:200]})") from None
+        reason = " ".join(str(e).split())[:200]  # one line, however torchvision words it
+        raise UserError(f"corrupt MNIST file in {raw}/ ({type(e).__name__}: {reason})") from None
     images, labels = dataset.data, dataset.targets  # (N, 28, 28) uint8, (N,) int64
     if images.ndim != 3 or images.shape[1:] != (28, 28) or len(labels) != len(images):
         raise UserError(f"corrupt MNIST file in {raw}/: {tuple(images.shape)} images, {len(labels)} labels")
@@ -135,7 +135,7 @@ def atomic_path(path):
         yield tmp
         os.replace(tmp, path)
     except OSError as e:  # a full disk, `ulimit -f`, a folder made read-only meanwhile
-        raise UserError(f"cannot write {path} ({e.strerror or e}); any earlier {os.path.basename(path)} is kept") from None
+        raise UserError(f"cannot write {path} ({e.strerror or e}); any earlier one is kept") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

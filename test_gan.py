@@ -8,10 +8,14 @@ torchvision's own MNIST loader runs exactly as it does on the real data.
 
 import copy
 import csv
+import errno
+import fcntl
 import json
 import math
 import os
+import resource
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -23,6 +27,7 @@ import torch.nn.functional as F
 import torchvision
 from PIL import Image
 from torchvision.transforms.functional import pil_to_tensor
+from torchvision.utils import make_grid
 
 import evaluate
 import gan
@@ -113,7 +118,7 @@ def test_shapes_and_ranges(kernel_size):
     G, D = gan.Generator(nz=16, width=8, kernel_size=kernel_size), gan.Discriminator(width=8, kernel_size=kernel_size)
     images = G(torch.randn(64, 16))
     assert images.shape == (64, 1, 28, 28)
-    assert images.min() >= -1 and images.max() <= 1
+    assert isinstance(G.net[-1], torch.nn.Tanh)  # [-1, 1], the data's range
     logits = D(images)
     assert logits.shape == (64,)
     # Logits, not probabilities: a Sigmoid at the end could never give a negative value.
@@ -363,10 +368,9 @@ def test_ema_lags_the_weights_and_moves_toward_them():
     for _ in range(5):
         gan.train_step(G, D, opt_g, opt_d, torch.amp.GradScaler("cpu", enabled=False), real, None,
                          nullcontext(), ema, 0.9)
-    gap = (flat_weights(ema) - flat_weights(G)).norm()
-    assert gap > 0, "the average equals the raw weights"
-    gan.update_average(ema, G, 0.9)  # one more update with G held still: the average closes in
-    assert (flat_weights(ema) - flat_weights(G)).norm() < gap
+    gap = flat_weights(ema) - flat_weights(G)
+    gan.update_average(ema, G, 0.9)  # one more update with G held still: 0.9 of the gap is left
+    assert torch.allclose(flat_weights(ema) - flat_weights(G), 0.9 * gap, atol=1e-6)
     averaged_mean = ema.net[1].running_mean  # BatchNorm statistics are averaged too
     assert not torch.equal(averaged_mean, G.net[1].running_mean) and averaged_mean.abs().sum() > 0
 
@@ -439,7 +443,7 @@ def test_train_writes_grids_gif_log_and_checkpoint(trained):
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == list(train.LOG_FIELDS)
     assert [int(r["step"]) for r in rows] == [2, 3, 5, 6]  # every 2 steps and at each epoch end
-    assert all(0 < float(r["d_x"]) < 1 and float(r["images_per_s"]) > 0 for r in rows)
+    assert all(0 < float(r["d_x"]) < 1 for r in rows)
     checkpoint = torch.load(trained / "checkpoint.pt", weights_only=True)
     assert checkpoint["epoch"] == 2 and checkpoint["step"] == 6
     assert checkpoint["config"] == dict(nz=16, g_width=8, d_width=8, channels=1, num_classes=0, modes=10, kernel_size=5)
@@ -551,7 +555,7 @@ def test_mixed_precision_trains_on_the_cpu(amp, mnist_root, tmp_path, trained_fp
     assert len(set(losses)) == len(losses), "the losses did not move"
     scaler = torch.load(out / "checkpoint.pt", weights_only=True)["scaler"]
     if amp == "fp16":  # the scale is saved, so a resumed run scales as the straight one would
-        assert scaler["scale"] > 0 and scaler["_growth_tracker"] >= 0
+        assert math.log2(scaler["scale"]) in range(17)  # 2^16 to start, halved at each overflow
     else:
         assert scaler == {}  # bf16 keeps fp32's range: no loss scaling
 
@@ -655,10 +659,12 @@ def test_sample_digit_and_rows_per_digit(trained_conditional, tmp_path):
     sample.main([*ckpt, "--digit", "7", "--n", "9", "--out", str(tmp_path / "sevens.png")])
     with Image.open(tmp_path / "sevens.png") as grid:
         assert grid.size == (3 * 30 + 2, 3 * 30 + 2)
+        written = pil_to_tensor(grid)[0].int()
     G = plumbing.generator_from_checkpoint(plumbing.load_checkpoint(trained_conditional / "checkpoint.pt"))
     sevens = gan.generate(G, plumbing.seeded_noise(9, 16, 0), torch.full((9,), 7))
-    others = gan.generate(G, plumbing.seeded_noise(9, 16, 0), torch.full((9,), 1))
-    assert not torch.equal(sevens, others)
+    expected = make_grid(sevens, nrow=3, normalize=True, value_range=(-1, 1))[0].mul(255).add(0.5).int()
+    assert (written - expected).abs().max() <= 1  # the file holds sevens, from --seed 0's noise
+    assert not torch.equal(sevens, gan.generate(G, plumbing.seeded_noise(9, 16, 0), torch.full((9,), 1)))
 
 
 def test_sample_number_layout(trained_conditional, tmp_path):
@@ -685,8 +691,14 @@ def test_evaluate_reports_label_accuracy(scored_root, trained_conditional, tmp_p
     evaluate.main(["--checkpoint", str(trained_conditional / "checkpoint.pt"), "--n", "40",
                    "--data-root", str(scored_root), "--json", str(report)])
     scores = json.loads(report.read_text())
-    assert len(scores["generated"]["label_accuracy_per_digit"]) == 10
-    assert scores["real"]["label_accuracy"] > 0.5  # real bars with their true labels read back
+    model, _ = evaluate.load_classifier(scored_root / "mnist_classifier.pt", torch.device("cpu"))
+    G = plumbing.generator_from_checkpoint(plumbing.load_checkpoint(trained_conditional / "checkpoint.pt"))
+    labels = torch.arange(40) % 10  # the digits asked for, in turn
+    read = torch.cat([model(images).argmax(1) for images in
+                      plumbing.generate_batches(G, plumbing.seeded_noise(40, G.nz, 0), labels, 500)])
+    assert scores["generated"]["label_accuracy"] == pytest.approx((read == labels).double().mean().item())
+    assert scores["generated"]["label_accuracy_per_digit"] == [
+        pytest.approx((read[labels == d] == d).double().mean().item(), abs=1e-4) for d in range(10)]
 
 
 def test_label_scores_per_digit():
@@ -707,7 +719,6 @@ def expect_exit_2(capsys, main, argv):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1, err
-    assert "Traceback" not in err
     return err
 
 
@@ -913,6 +924,9 @@ FORGED = [
     (("step",), -1, "its step is -1"),
     (("generator",), torch.zeros(3), "generator entry is not a set of weights"),
     (("ema",), {"x": 1}, "ema entry is not a set of weights"),
+    (("ema", "project.weight"), torch.tensor([1.0, math.nan]), "ema weights hold NaN or infinity"),
+    (("generator", "project.weight"), torch.tensor([math.inf]), "generator weights hold NaN or infinity"),
+    (("format",), "5", "(checkpoint format '5', this one reads 5)"),
 ]
 FORGED_FOR_RESUME = [
     (("train", "batch_size"), 10**9, "stored batch_size"),
@@ -921,6 +935,11 @@ FORGED_FOR_RESUME = [
     (("opt_d",), torch.zeros(3), "does not fit the run"),
     (("discriminator",), {"net.0.weight": torch.zeros(1)}, "does not fit the run"),
     (("rng",), {"cpu": torch.zeros(3)}, "does not fit the run"),
+    (("opt_g", "state", 0, "exp_avg"), torch.zeros(3), "optimizer state does not fit"),
+    (("opt_d", "state", 0, "step"), torch.tensor(99.0), "optimizer state does not fit"),
+    (("step",), 40, "step 40 is not within epoch 3"),
+    (("discriminator", "net.0.weight"), torch.tensor([math.nan]), "discriminator weights hold NaN"),
+    (("train", "amp"), "tf32", "stored amp"),
 ]
 
 
@@ -1000,7 +1019,7 @@ def test_second_signal_stops_at_once_and_keeps_the_last_checkpoint(mnist_root, t
         run_train(mnist_root, tmp_path, "--epochs", "2", "--resume")
     assert exit_info.value.code == 130
     err = capsys.readouterr().err
-    assert "stopped at once" in err and "Traceback" not in err
+    assert "stopped at once" in err
     assert (tmp_path / "checkpoint.pt").read_bytes() == after_epoch_1
     assert not [f for f in os.listdir(tmp_path) if ".tmp" in f]
 
@@ -1077,19 +1096,9 @@ def test_evaluate_no_ema_scores_the_raw_weights(scored_root, trained, tmp_path):
     assert raw["frechet"] == pytest.approx(expected["frechet"])
 
 
-def test_benchmark_runs(mnist_root, capsys):
-    throughput.main(["--data-root", str(mnist_root), "--batch-size", "16", "--steps", "2", "--warmup", "1",
-                     "--repeats", "1"])
-    out = capsys.readouterr().out
-    for row in ("baseline (DataLoader, .item() per step)", "kit default", "kit --batch-size 128 --modes 0 (the old default)",
-                "kit --kernel-size 4 --d-width 64 --modes 0"):
-        line = next(line for line in out.splitlines() if line.startswith(row))
-        assert float(line[len(row):].split()[0]) > 0  # images/s
-    assert "generator EMA update" in out and "Self CPU time total" in out
-
-
-def test_benchmark_leaves_out_a_row_whose_compile_fails(mnist_root, capsys, monkeypatch):
-    """A compiler bug (as torch 2.11's on CUDA in fp32) costs its row, not the whole report."""
+def test_benchmark_runs_and_leaves_out_a_row_whose_compile_fails(mnist_root, capsys, monkeypatch):
+    """Every row of one short run is there, with a rate; a compiler bug (as torch 2.11's on CUDA in fp32)
+    costs its row, not the whole report."""
     def broken_compile(model, **kwargs):  # the row's own networks, which now fail when called
         def forward(*args):
             raise RuntimeError("a compiler bug")
@@ -1098,11 +1107,17 @@ def test_benchmark_leaves_out_a_row_whose_compile_fails(mnist_root, capsys, monk
 
     monkeypatch.setattr(torch, "compile", broken_compile)
     throughput.main(["--data-root", str(mnist_root), "--batch-size", "16", "--steps", "1", "--warmup", "1",
-                     "--repeats", "1", "--compile"])
+                     "--repeats", "1", "--compile", "--device", "cpu"])
     lines = capsys.readouterr().out.splitlines()
+    for row in ("baseline (DataLoader, .item() per step)", "kit default", "kit --batch-size 128 --modes 0 (the old default)",
+                "kit --kernel-size 4 --d-width 64 --modes 0"):
+        rate, ratio = next(line for line in lines if line.startswith(row))[len(row):].split()[:2]
+        assert math.isfinite(float(rate)) and ratio.endswith("x")  # images/s, and the ratio to the baseline
+    assert next(line for line in lines if line.startswith("baseline")).split()[-4] == "1.00x"
     assert [line for line in lines if line.startswith("kit fp32 --compile")] == [
         "kit fp32 --compile: torch.compile failed, row left out (RuntimeError: 'a compiler bug')"]
-    assert any(line.startswith("kit default") for line in lines)
+    assert any(line.startswith("generator EMA update") for line in lines)
+    assert any("Self CPU time total" in line for line in lines)
 
 
 def test_benchmark_times_what_train_py_trains_by_default():
@@ -1112,15 +1127,24 @@ def test_benchmark_times_what_train_py_trains_by_default():
     assert throughput.parse_args([]).batch_size == args.batch_size
 
 
-def test_scripts_run_as_commands(tmp_path):
-    """The real entry points: --help exits 0; a bad input exits 2 without a traceback."""
-    for script in ("train.py", "sample.py"):
-        ok = subprocess.run([sys.executable, script, "--help"], cwd=HERE, capture_output=True, text=True)
-        assert ok.returncode == 0 and "--device" in ok.stdout
-    bad = subprocess.run([sys.executable, "sample.py", "--checkpoint", str(tmp_path / "x.pt")],
-                         cwd=HERE, capture_output=True, text=True)
-    assert bad.returncode == 2
-    assert bad.stderr.strip() == f"sample.py: error: no checkpoint at {tmp_path / 'x.pt'} (train one with: python train.py)"
+@pytest.mark.parametrize("script, bad_flags, message", [
+    ("train.py", ["--resume", "--out", "{tmp}"], "train.py: error: --resume: no checkpoint at {tmp}/checkpoint.pt"),
+    ("sample.py", ["--checkpoint", "{tmp}/x.pt"], "sample.py: error: no checkpoint at {tmp}/x.pt (train one with: "
+                                                  "python train.py)"),
+    ("evaluate.py", ["--checkpoint", "{tmp}/x.pt"], "evaluate.py: error: no checkpoint at {tmp}/x.pt (train one "
+                                                    "with: python train.py)"),
+    ("benchmarks/throughput.py", ["--data-root", "{tmp}"], "throughput.py: error: MNIST's train-images-idx3-ubyte, "
+                                                           "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+                                                           "t10k-labels-idx1-ubyte not in {tmp}/MNIST/raw/"),
+])
+def test_scripts_run_as_commands(script, bad_flags, message, tmp_path):
+    """The real entry points: --help exits 0; a bad input exits 2 with one line, no traceback."""
+    ok = subprocess.run([sys.executable, script, "--help"], cwd=HERE, capture_output=True, text=True)
+    assert ok.returncode == 0 and "--device" in ok.stdout
+    bad = subprocess.run([sys.executable, script, *(f.format(tmp=tmp_path) for f in bad_flags), "--device", "cpu"],
+                         cwd=HERE, capture_output=True, text=True, env=dict(os.environ, PIP_NO_INDEX="1"))
+    assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1, bad.stderr
+    assert bad.stderr.startswith(message.format(tmp=tmp_path))
 
 
 # ---------------------------------------------------------------------------- evaluate.py
@@ -1254,3 +1278,199 @@ def test_evaluate_bad_input(case, argv, needle, bad_files, bad_folders, mnist_ro
     err = expect_exit_2(capsys, evaluate.main, ["--data-root", str(mnist_root), "--json", str(report), *argv])
     assert needle in err
     assert not report.exists()
+
+
+# ---------------------------------------------------------------------------- nothing lost
+
+
+def test_pictures_that_cannot_be_made_never_cost_the_checkpoint(mnist_root, tmp_path, capsys, monkeypatch):
+    """A damaged earlier grid, a log row that is not numbers, and a disk that fills while the pictures
+    are written: each a warning, and every epoch's checkpoint saved."""
+    run_train(mnist_root, tmp_path, "--epochs", "1")
+    (tmp_path / "epoch_001.png").write_bytes(b"\x89PNG\r\n\x1a\n damaged")
+    with open(tmp_path / "log.csv", "a") as f:
+        f.write("1,2,oops,1,1,1,1\n")
+    capsys.readouterr()
+    run_train(mnist_root, tmp_path, "--epochs", "2", "--resume")
+    assert "epoch_001.png left out of progress.gif" in capsys.readouterr().err
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 6
+    with Image.open(tmp_path / "progress.gif") as gif:
+        assert gif.n_frames == 1  # epoch 2's grid: the damaged one left out
+    with open(tmp_path / "log.csv", newline="") as f:
+        assert [r["step"] for r in csv.DictReader(f)] == ["2", "3", "5", "6"]  # the bad row dropped
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(train, "save_image", full_disk)
+    run_train(mnist_root, tmp_path, "--epochs", "3", "--resume")
+    assert "No space left on device" in capsys.readouterr().err
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 9
+
+
+def test_progress_gif_stays_bounded(mnist_root, tmp_path, monkeypatch):
+    """--epochs may be 10,000: the GIF holds at most MAX_GIF_FRAMES grids, the first and last among them."""
+    monkeypatch.setattr(train, "MAX_GIF_FRAMES", 3)
+    run_train(mnist_root, tmp_path, "--epochs", "4")
+    with Image.open(tmp_path / "progress.gif") as gif:
+        assert gif.n_frames == 3
+        gif.seek(2)
+        last = gif.convert("L")
+    with Image.open(tmp_path / "epoch_004.png") as grid:
+        assert torch.equal(pil_to_tensor(last), pil_to_tensor(grid.convert("L")))
+
+
+def test_a_full_disk_ends_the_run_in_one_line_and_keeps_the_checkpoint(trained, mnist_root, tmp_path):
+    """A file-size limit (`ulimit -f`, as a disk that fills) while train.py writes its checkpoint."""
+    for name in ("checkpoint.pt", "log.csv"):
+        (tmp_path / name).write_bytes((trained / name).read_bytes())
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    limit = len(before) // 2  # the log and the lock fit; a checkpoint does not
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    run = subprocess.run([sys.executable, "train.py", "--data-root", str(mnist_root), "--out", str(tmp_path), *TINY,
+                          "--epochs", "3", "--resume"], cwd=HERE, capture_output=True, text=True,
+                         preexec_fn=small_files)
+    assert run.returncode == 2 and len(run.stderr.splitlines()) == 1, run.stderr
+    assert run.stderr.startswith(f"train.py: error: cannot write {tmp_path / 'checkpoint.pt'} (")
+    assert "any earlier one is kept" in run.stderr
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
+    assert not [f for f in os.listdir(tmp_path) if ".tmp" in f]
+
+
+def test_a_closed_stdout_does_not_end_the_run(mnist_root, tmp_path):
+    """`train.py | head -1`: the pipe closes after the first line; training goes on to its checkpoint."""
+    run = run_train_process(mnist_root, tmp_path, "--epochs", "2")
+    run.stdout.readline()
+    run.stdout.close()
+    assert run.wait(timeout=120) == 0, run.stderr.read()
+    assert "Traceback" not in run.stderr.read()
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 6
+
+
+def test_what_is_not_a_regular_file_is_never_replaced(trained, mnist_root, tmp_path, capsys):
+    """A pipe stands in for /dev/null: renaming a finished file onto it would replace the device."""
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    checkpoint = str(trained / "checkpoint.pt")
+    assert "is not a regular file" in expect_exit_2(capsys, sample.main, ["--checkpoint", checkpoint, "--out", str(pipe)])
+    argv = ["--checkpoint", checkpoint, "--data-root", str(mnist_root), "--json", str(pipe)]
+    assert "is not a regular file" in expect_exit_2(capsys, evaluate.main, argv)
+    assert stat.S_ISFIFO(os.lstat(pipe).st_mode)
+
+
+def write_mnist(root, n, labels=None):
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    images, digits = digit_like(n, torch.Generator().manual_seed(1))
+    for split in ("train", "t10k"):
+        write_idx(raw / f"{split}-images-idx3-ubyte", images)
+        write_idx(raw / f"{split}-labels-idx1-ubyte", digits if labels is None else labels)
+    return root
+
+
+def test_resumes_that_do_not_fit_are_refused(trained, mnist_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("checkpoint.pt", "log.csv"):
+        (out / name).write_bytes((trained / name).read_bytes())
+    before = (out / "checkpoint.pt").read_bytes()
+    other = write_mnist(tmp_path / "other", 400)  # 7 steps an epoch at batch 64, not 3
+    argv = ["--data-root", str(other), "--out", str(out), *TINY, "--epochs", "3", "--resume"]
+    assert "step 6 is not within epoch 3 of 7 steps at batch 64: was it trained on other data?" in expect_exit_2(
+        capsys, train.main, argv)
+    for flag, value, words in (("--batch-size", "32", "--batch-size 32 contradicts the run's batch_size 64"),
+                               ("--amp", "fp16", "--amp fp16 contradicts the run's amp off"),
+                               ("--g-width", "16", "--g-width 16 contradicts the run's g_width 8")):
+        argv = ["--data-root", str(mnist_root), "--out", str(out), *TINY, flag, value, "--epochs", "3", "--resume"]
+        assert words in expect_exit_2(capsys, train.main, argv)
+    assert (out / "checkpoint.pt").read_bytes() == before
+
+
+def test_resume_says_the_settings_it_takes_from_the_checkpoint(trained, mnist_root, tmp_path, capsys):
+    for name in ("checkpoint.pt", "log.csv"):
+        (tmp_path / name).write_bytes((trained / name).read_bytes())
+    train.main(["--data-root", str(mnist_root), "--out", str(tmp_path), "--device", "cpu", "--epochs", "3", "--resume"])
+    first = capsys.readouterr().out.splitlines()[0]
+    assert "step 6, with its settings: " in first and "--batch-size 64" in first and "--g-width 8" in first
+    assert "--amp off" in first
+
+
+def test_labels_that_are_not_digits_are_refused(tmp_path, capsys):
+    labels = torch.full((80,), 12, dtype=torch.uint8)
+    root = write_mnist(tmp_path / "d", 80, labels)
+    err = expect_exit_2(capsys, train.main, ["--data-root", str(root), "--out", str(tmp_path / "o"), *TINY])
+    assert "12 to 12, not digits 0-9" in err and not (tmp_path / "o").exists()
+
+
+def test_a_second_run_into_one_folder_is_refused_while_the_first_runs(trained, mnist_root, tmp_path, capsys):
+    (tmp_path / "checkpoint.pt").write_bytes((trained / "checkpoint.pt").read_bytes())
+    argv = ["--data-root", str(mnist_root), "--out", str(tmp_path), *TINY, "--epochs", "3", "--resume"]
+    with open(tmp_path / ".lock", "a") as held:  # as a running train.py holds it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert "another train.py is running into" in expect_exit_2(capsys, train.main, argv)
+    train.main(argv)  # released, as a crash releases it: the run goes on
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 9
+
+
+def test_a_run_that_diverges_stops_and_keeps_the_last_finite_checkpoint(mnist_root, tmp_path, capsys, monkeypatch):
+    run_train(mnist_root, tmp_path, "--epochs", "1")
+    after_epoch_1 = (tmp_path / "checkpoint.pt").read_bytes()
+    real_step = train.train_step
+
+    def diverging_step(**kwargs):
+        stats = real_step(**kwargs)
+        with torch.no_grad():
+            next(kwargs["G"].parameters()).fill_(math.nan)
+        return stats * math.nan
+
+    monkeypatch.setattr(train, "train_step", diverging_step)
+    err = expect_exit_2(capsys, train.main, ["--data-root", str(mnist_root), "--out", str(tmp_path), *TINY,
+                                             "--epochs", "2", "--resume"])
+    assert "training diverged at step 5" in err and "checkpoint.pt is the last finite one" in err
+    assert (tmp_path / "checkpoint.pt").read_bytes() == after_epoch_1
+
+
+def test_undefined_scores_are_json_null(scored_root, trained_conditional, tmp_path):
+    """5 samples of a conditional run ask for digits 0-4 only: 5-9's rates are undefined, written as null."""
+    report = tmp_path / "scores.json"
+    evaluate.main(["--checkpoint", str(trained_conditional / "checkpoint.pt"), "--n", "5", "--device", "cpu",
+                   "--data-root", str(scored_root), "--json", str(report)])
+    scores = json.loads(report.read_text(), parse_constant=lambda name: pytest.fail(f"bare {name} in the JSON"))
+    assert scores["generated"]["label_accuracy_per_digit"][5:] == [None] * 5
+
+
+def test_missing_test_files_are_named(trained, mnist_root, tmp_path, capsys):
+    root = tmp_path / "d"
+    (root / "MNIST" / "raw").mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        (root / "MNIST" / "raw" / name).write_bytes((mnist_root / "MNIST" / "raw" / name).read_bytes())
+    argv = ["--checkpoint", str(trained / "checkpoint.pt"), "--data-root", str(root)]
+    err = expect_exit_2(capsys, evaluate.main, argv)
+    assert "MNIST's t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte not in" in err
+
+
+def test_sample_says_what_it_wrote(trained, trained_conditional, tmp_path, capsys):
+    sample.main(["--checkpoint", str(trained / "checkpoint.pt"), "--n", "5", "--nrow", "8",
+                 "--out", str(tmp_path / "g.png")])
+    assert capsys.readouterr().out.strip().endswith("5 digits, 5 per row")  # not the 8 asked: there are 5
+    conditional = ["--checkpoint", str(trained_conditional / "checkpoint.pt")]
+    sample.main([*conditional, "--n", "12", "--out", str(tmp_path / "c.png")])
+    assert "--n 12 rounded up to 20: one row of 2 for each digit" in capsys.readouterr().out
+    err = expect_exit_2(capsys, sample.main, [*conditional, "--nrow", "4", "--out", str(tmp_path / "c.png")])
+    assert "one row per digit" in err
+    sample.main([*conditional, "--n", "30", "--out", f"{tmp_path}/f/"])
+    sample.main([*conditional, "--n", "10", "--out", f"{tmp_path}/f/"])  # the same folder, fewer digits
+    assert "removed 20 more of an earlier run" in capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path / "f")) == [f"{k:05d}.png" for k in range(10)]
+
+
+@pytest.mark.parametrize("script", ["train.py", "sample.py", "evaluate.py"])
+def test_ctrl_c_while_torch_loads_ends_quietly(script, tmp_path):
+    """A `torch` that is interrupted as it loads stands in for Ctrl-C in the seconds a real import takes."""
+    (tmp_path / "torch.py").write_text("raise KeyboardInterrupt\n")
+    run = subprocess.run([sys.executable, os.path.join(HERE, script)], cwd=tmp_path, capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(tmp_path)))
+    assert (run.returncode, run.stderr) == (130, "")

@@ -18,6 +18,7 @@ import copy
 import csv
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -47,6 +48,7 @@ FRACTION, LEARNING_RATE = bounded(float, 0, 1, open_high=True), bounded(float, 0
 RUN_SETTINGS = dict(batch_size=bounded(int, 1, MAX_BATCH), lr_g=LEARNING_RATE, lr_d=LEARNING_RATE,
                     beta1=FRACTION, beta2=FRACTION, seed=SEED, ema_decay=FRACTION)
 LOG_FIELDS = ("epoch", "step", "loss_d", "loss_g", "d_x", "d_g_z", "images_per_s")
+NUMBER = re.compile(r"-?\d+(\.\d+)?")  # what log_row writes in every cell
 MAX_STEP_BYTES = 8 * 2**30  # a step needing more would swap a laptop or fill a GPU: refused up front
 MAX_GIF_FRAMES = 100  # progress.gif shows at most this many epochs, evenly spread: its work stays bounded
 
@@ -81,8 +83,10 @@ def parser():
     return p
 
 def parse_args(argv=None):
-    p = parser()
+    p, given = parser(), parser()
     args = p.parse_args(argv)
+    given.set_defaults(**dict.fromkeys(vars(args)))  # parsed again with no defaults: what the user typed
+    args.given = {key for key, value in vars(given.parse_args(argv)).items() if value is not None}
     if args.modes > args.nz and not (args.conditional or args.resume):  # else the flag plays no part
         p.error(f"--modes {args.modes} is more than --nz {args.nz}: G reads its choice from z's first entries")
     return args
@@ -150,7 +154,7 @@ def run_lock(folder):
             else:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise UserError(f"another train.py is running into {folder}: wait for it, or choose another --out") from None
+            raise UserError(f"another train.py is running into {folder}: wait, or choose another --out") from None
         yield
 
 def open_checkpoint(args):
@@ -172,10 +176,9 @@ def open_checkpoint(args):
     if checkpoint["train"].get("amp") not in ("off", "bf16", "fp16"):
         raise UserError(f"{path}: its stored amp is missing or unknown")
     stored["amp"] = checkpoint["train"]["amp"]
-    defaults = parser()
     for key, value in stored.items():
         given = getattr(args, key)
-        if given != defaults.get_default(key) and given != value and not (key == "modes" and stored["conditional"]):
+        if key in args.given and given != value and not (key == "modes" and stored["conditional"]):
             raise UserError(f"--resume: --{key.replace('_', '-')} {given} contradicts the run's {key} {value}: a "
                             f"resumed run keeps its settings (drop the flag, or start a new run in another --out)")
         setattr(args, key, value)
@@ -400,7 +403,7 @@ def start_log(out, step):
     try:
         with open(path, newline="") as f:
             rows = [r for r in csv.reader(f) if len(r) == len(LOG_FIELDS) and r[1].isdigit()
-                    and all(map(is_number, r)) and int(r[1]) <= step]
+                    and all(map(NUMBER.fullmatch, r)) and int(r[1]) <= step]
     except FileNotFoundError:
         pass
     except (OSError, UnicodeDecodeError, csv.Error) as e:
@@ -411,13 +414,6 @@ def start_log(out, step):
     except UserError as e:
         warn(str(e))
     return rows
-
-def is_number(text):
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 def append_log(out, row):
     """One row onto log.csv; a log that cannot be written is a warning, never the end of the run."""

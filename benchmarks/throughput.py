@@ -15,8 +15,10 @@ first row:
      (--modes 0): what smaller batches and the choice cost;
   4. the kit with pytorch/examples' sizes, 4x4 kernels, D as wide as G, plain noise: what the
      default recipe's 5x5 kernels, narrower D and choice cost against them;
-  5. on CUDA, the kit under bf16 and fp16 autocast (fp16 with its loss scaler); on MPS, fp16 (not
-     on the CPU: bf16 autocast there without bf16 hardware is ~25x slower than fp32);
+  5. on CUDA, the kit under bf16 and fp16 autocast (fp16 with its loss scaler), and in fp32 with TF32
+     off everywhere and on everywhere (PyTorch's default, which train.py keeps: TF32 in cuDNN's
+     convolutions, not in matmuls); on MPS, fp16 (not on the CPU: bf16 autocast there without bf16
+     hardware is ~25x slower than fp32);
   6. with --compile, each precision again under torch.compile (compile time printed apart).
 Beside images/s it gives the seconds that 25 epochs of 60,000 images take at that rate.
 It also counts the FLOPs of each row's step (FlopCounterMode) and sets the achieved GFLOP/s
@@ -110,10 +112,10 @@ def baseline_runner(args, device, root):
     return lambda steps: sum(step() for _ in range(steps))
 
 
-def kit_runner(args, device, data, config=DEFAULT, dtype=None, compile=False, batch_size=None):
+def kit_runner(args, device, data, config=DEFAULT, dtype=None, compile=False, batch_size=None, tf32=(True, False)):
     """The kit's training step as train.py runs it, on batches indexed out of the on-device data
-    (--batch-size, unless `batch_size` is given). Returns (run, G, D, loop): run(steps) trains that
-    many steps and returns the images seen."""
+    (--batch-size, unless `batch_size` is given), with TF32 (in cuDNN, in matmuls) on CUDA as `tf32` says.
+    Returns (run, G, D, loop): run(steps) trains that many steps and returns the images seen."""
     bs = batch_size or args.batch_size
     torch.manual_seed(0)
     layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
@@ -129,7 +131,10 @@ def kit_runner(args, device, data, config=DEFAULT, dtype=None, compile=False, ba
         # A new permutation of the data for each epoch the steps pass through, as train.py draws one.
         order = torch.cat([torch.randperm(len(data), device=device) for _ in range(math.ceil(steps * bs / len(data)))])
         sums = torch.zeros(4, device=device)
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32  # rows interleave
         for i in range(steps):
+            if compile and device.type == "cuda":  # CUDA graphs may reuse the step before's memory
+                torch.compiler.cudagraph_mark_step_begin()
             sums += train_step(real=data[order[i * bs:(i + 1) * bs]], labels=None, ema_decay=0.99, **loop)
         sums.tolist()  # the kit reads its statistics once per log interval
         return steps * bs
@@ -233,6 +238,9 @@ def measure(args, device):
     precisions = {"cuda": [torch.bfloat16, torch.float16], "mps": [torch.float16]}.get(device.type, [])
     for dtype in precisions:
         rows[f"kit {dtype} autocast"] = (kit_runner(args, device, data, dtype=dtype)[0], flops)
+    for tf32 in [(False, False), (True, True)] if device.type == "cuda" else []:
+        rows[f"kit fp32, TF32 {'on' if tf32[0] else 'off'} everywhere"] = (kit_runner(args, device, data, tf32=tf32)[0],
+                                                                         flops)
     for dtype in [None, *precisions] if args.compile else []:
         compile_start = time.perf_counter()
         compiled = kit_runner(args, device, data, dtype=dtype, compile=True)[0]
