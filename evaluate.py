@@ -116,7 +116,7 @@ def load_classifier(path, device):
         return None
 
 
-def get_classifier(root, train_set, test_set, steps=2000):
+def get_classifier(root, train_set, test_set, steps=2000, batch_size=128):
     """The cached classifier from <root>/mnist_classifier.pt, or a new one trained and cached."""
     path = os.path.join(root, "mnist_classifier.pt")
     cached = load_classifier(path, test_set[0].device)
@@ -126,7 +126,7 @@ def get_classifier(root, train_set, test_set, steps=2000):
         return model, acc
     say(f"training the MNIST classifier (once; cached as {path}) ...")
     torch.manual_seed(0)
-    model, acc = fit_classifier(train_set, test_set, steps)
+    model, acc = fit_classifier(train_set, test_set, steps, batch_size)
     try:
         with atomic_path(path) as tmp:
             torch.save({"model": model.state_dict(), "test_accuracy": acc}, tmp)

@@ -39,10 +39,10 @@ def precisions():
 
 @pytest.fixture(scope="module")
 def mnist_root(tmp_path_factory):
-    """Tiny MNIST files, and evaluate.py's classifier cached beside them (100 steps: enough for the bars)."""
+    """Tiny MNIST files, and evaluate.py's classifier cached beside them (40 small steps: enough for the bars)."""
     root = test_gan.write_mnist(tmp_path_factory.mktemp("data"), test_gan.N_TRAIN)
     splits = (plumbing.load_mnist(str(root), torch.device("cpu"), train=split) for split in (True, False))
-    evaluate.get_classifier(str(root), *splits, steps=100)
+    evaluate.get_classifier(str(root), *splits, steps=40, batch_size=32)
     return root
 
 

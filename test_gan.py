@@ -983,7 +983,7 @@ def run_train_process(root, out, *extra):
 
 
 def test_sigterm_saves_and_resume_matches_straight_run(mnist_root, tmp_path):
-    straight = run_train_process(mnist_root, tmp_path / "straight", "--epochs", "8")
+    run_train(mnist_root, tmp_path / "straight", "--epochs", "8")  # in this process: bit-identical all the same
     stopped = run_train_process(mnist_root, tmp_path / "stopped", "--epochs", "8")
     assert "step 1/24" in stopped.stdout.readline() + stopped.stdout.readline()  # the device line, then step 1
     stopped.send_signal(signal.SIGTERM)
@@ -992,7 +992,7 @@ def test_sigterm_saves_and_resume_matches_straight_run(mnist_root, tmp_path):
     assert "continue with: python train.py --resume" in out and "Traceback" not in err
     assert torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=True)["step"] < 24
     resumed = run_train_process(mnist_root, tmp_path / "stopped", "--epochs", "8", "--resume")
-    assert resumed.wait(timeout=120) == 0 and straight.wait(timeout=120) == 0
+    assert resumed.wait(timeout=120) == 0
     assert_same_training_state(tmp_path / "straight" / "checkpoint.pt", tmp_path / "stopped" / "checkpoint.pt")
 
 
@@ -1127,24 +1127,32 @@ def test_benchmark_times_what_train_py_trains_by_default():
     assert throughput.parse_args([]).batch_size == args.batch_size
 
 
-@pytest.mark.parametrize("script, bad_flags, message", [
-    ("train.py", ["--resume", "--out", "{tmp}"], "train.py: error: --resume: no checkpoint at {tmp}/checkpoint.pt"),
-    ("sample.py", ["--checkpoint", "{tmp}/x.pt"], "sample.py: error: no checkpoint at {tmp}/x.pt (train one with: "
+COMMANDS = {  # each script with a bad input, and the one line it answers
+    "train.py": (["--resume", "--out", "{tmp}"], "train.py: error: --resume: no checkpoint at {tmp}/checkpoint.pt"),
+    "sample.py": (["--checkpoint", "{tmp}/x.pt"], "sample.py: error: no checkpoint at {tmp}/x.pt (train one with: "
                                                   "python train.py)"),
-    ("evaluate.py", ["--checkpoint", "{tmp}/x.pt"], "evaluate.py: error: no checkpoint at {tmp}/x.pt (train one "
-                                                    "with: python train.py)"),
-    ("benchmarks/throughput.py", ["--data-root", "{tmp}"], "throughput.py: error: MNIST's train-images-idx3-ubyte, "
+    "evaluate.py": (["--checkpoint", "{tmp}/x.pt"], "evaluate.py: error: no checkpoint at {tmp}/x.pt (train one with: "
+                                                    "python train.py)"),
+    "benchmarks/throughput.py": (["--data-root", "{tmp}"], "throughput.py: error: MNIST's train-images-idx3-ubyte, "
                                                            "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
                                                            "t10k-labels-idx1-ubyte not in {tmp}/MNIST/raw/"),
-])
-def test_scripts_run_as_commands(script, bad_flags, message, tmp_path):
-    """The real entry points: --help exits 0; a bad input exits 2 with one line, no traceback."""
-    ok = subprocess.run([sys.executable, script, "--help"], cwd=HERE, capture_output=True, text=True)
-    assert ok.returncode == 0 and "--device" in ok.stdout
-    bad = subprocess.run([sys.executable, script, *(f.format(tmp=tmp_path) for f in bad_flags), "--device", "cpu"],
-                         cwd=HERE, capture_output=True, text=True, env=dict(os.environ, PIP_NO_INDEX="1"))
-    assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1, bad.stderr
-    assert bad.stderr.startswith(message.format(tmp=tmp_path))
+}
+
+
+def test_scripts_run_as_commands(tmp_path, capsys):
+    """The real entry points, all at once (each start of torch costs seconds): a bad input exits 2 with
+    one line, no traceback; --help exits 0."""
+    runs = {script: subprocess.Popen([sys.executable, script, *(f.format(tmp=tmp_path) for f in flags), "--device",
+                                      "cpu"], cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for script, (flags, _) in COMMANDS.items()}
+    for script, run in runs.items():
+        err = run.communicate(timeout=120)[1]
+        assert run.returncode == 2 and len(err.splitlines()) == 1, err
+        assert err.startswith(COMMANDS[script][1].format(tmp=tmp_path))
+    for module in (train, sample, evaluate, throughput):
+        with pytest.raises(SystemExit) as exit_info:
+            module.parse_args(["--help"])
+        assert exit_info.value.code == 0 and "--device" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------------------- evaluate.py
@@ -1198,7 +1206,7 @@ def test_classifier_trains_caches_and_reloads(mnist_root, tmp_path, capsys):
     root = copy_mnist(mnist_root, tmp_path)
     cpu = torch.device("cpu")
     train_set, test_set = (plumbing.load_mnist(str(root), cpu, train=split) for split in (True, False))
-    model, acc = evaluate.get_classifier(str(root), train_set, test_set, steps=100)
+    model, acc = evaluate.get_classifier(str(root), train_set, test_set, steps=40, batch_size=32)
     assert acc > 0.9  # the bars are easy: a classifier that learned nothing scores about 0.1
     assert "training" in capsys.readouterr().out
     cached, cached_acc = evaluate.get_classifier(str(root), train_set, test_set)
@@ -1206,16 +1214,16 @@ def test_classifier_trains_caches_and_reloads(mnist_root, tmp_path, capsys):
     x = test_set[0][:8]
     assert torch.equal(model(x), cached(x))
     (root / "mnist_classifier.pt").write_bytes(b"junk")  # unreadable cache: retrained
-    evaluate.get_classifier(str(root), train_set, test_set, steps=100)
+    evaluate.get_classifier(str(root), train_set, test_set, steps=40, batch_size=32)
     assert "training" in capsys.readouterr().out
 
 
 @pytest.fixture(scope="session")
 def scored_root(mnist_root):
-    """The tiny MNIST folder with a cached classifier (100 steps), as evaluate.py leaves it."""
+    """The tiny MNIST folder with a cached classifier (40 small steps), as evaluate.py leaves it."""
     cpu = torch.device("cpu")
     train_set, test_set = (plumbing.load_mnist(str(mnist_root), cpu, train=split) for split in (True, False))
-    evaluate.get_classifier(str(mnist_root), train_set, test_set, steps=100)
+    evaluate.get_classifier(str(mnist_root), train_set, test_set, steps=40, batch_size=32)
     return mnist_root
 
 
@@ -1474,3 +1482,19 @@ def test_ctrl_c_while_torch_loads_ends_quietly(script, tmp_path):
     run = subprocess.run([sys.executable, os.path.join(HERE, script)], cwd=tmp_path, capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=str(tmp_path)))
     assert (run.returncode, run.stderr) == (130, "")
+
+
+def test_the_record_stage_driver_runs_and_skips_what_is_done(scored_root, tmp_path):
+    """experiments/stages.py, the record's driver: a stage trained and scored, and a rerun skips it."""
+    argv = [sys.executable, "experiments/stages.py", "--out", str(tmp_path / "r"), "--stages", "1",
+            "--data-root", str(scored_root), "--n", "20", "--", *TINY]
+    first = subprocess.run(argv, cwd=HERE, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    rows = [line for line in first.stdout.splitlines() if line.startswith(str(tmp_path / "r"))]
+    scores = json.loads((tmp_path / "r" / "eval_1.json").read_text())["generated"]
+    assert rows == [f"{tmp_path / 'r'} epoch 1: {scores['frechet']:.1f} / {scores['kl_to_uniform']:.3f} / "
+                    f"{scores['is_analog']:.2f}"]
+    assert torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    again = subprocess.run(argv, cwd=HERE, capture_output=True, text=True)
+    assert [line for line in again.stdout.splitlines() if line.startswith(str(tmp_path / "r"))] == rows
+    assert "device" not in again.stdout  # nothing trained again

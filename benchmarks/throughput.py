@@ -290,7 +290,7 @@ def report(args, device, data, default, rows, mm):
     ema, step_seconds = ema_update_seconds(G, loop["ema"], device), args.batch_size / rows["kit default"][0]
     print(f"\ngenerator EMA update (in every kit step): {ema * 1e3:.2f} ms = {ema / step_seconds:.2%} of a step")
     print("\nwhere the kit's step spends its host time (top ops, by input shapes):")
-    print(host_time_by_op(loop, data, args.batch_size))
+    print(host_time_by_op(loop, data, args.batch_size, steps=min(10, args.steps)))
 
 
 def main(argv=None):
