@@ -939,6 +939,8 @@ FORGED_FOR_RESUME = [
     (("opt_d", "state", 0, "step"), torch.tensor(99.0), "optimizer state does not fit"),
     (("step",), 40, "step 40 is not within epoch 3"),
     (("discriminator", "net.0.weight"), torch.tensor([math.nan]), "discriminator weights hold NaN"),
+    (("discriminator",), torch.zeros(3), "does not fit the run"),
+    (("opt_g", "state", 0), {"step": torch.tensor(1.0)}, "does not fit the run"),
     (("train", "amp"), "tf32", "stored amp"),
 ]
 

@@ -226,24 +226,20 @@ def load_parts(args, parts, checkpoint, steps_per_epoch, device):
     if not epoch * steps_per_epoch <= step < (epoch + 1) * steps_per_epoch:
         raise UserError(f"{path}: step {step} is not within epoch {epoch + 1} of {steps_per_epoch} steps at batch "
                         f"{args.batch_size}: was it trained on other data?")
-    if not all_finite(checkpoint.get("discriminator", {})):
-        raise UserError(f"{path}: its discriminator weights hold NaN or infinity (a diverged run): train a new one")
     try:
+        if not all_finite(checkpoint["discriminator"]):
+            raise UserError(f"{path}: its discriminator weights hold NaN or infinity (a diverged run): train anew")
         for name, part in parts.items():
             if checkpoint[name]:  # a disabled GradScaler saves {}
                 part.load_state_dict(checkpoint[name])
         torch.set_rng_state(checkpoint["rng"]["cpu"])
         if device.type in checkpoint["rng"] and device.type != "cpu":  # absent when resuming on another device
             getattr(torch, device.type).set_rng_state(checkpoint["rng"][device.type])
+        for p, state in [*parts["opt_g"].state.items(), *parts["opt_d"].state.items()]:  # Adam checks neither
+            if not (state["exp_avg"].shape == state["exp_avg_sq"].shape == p.shape and 0 <= state["step"] <= step):
+                raise UserError(f"{path}: its optimizer state does not fit its networks or its step count")
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:  # what torch raises
         raise UserError(f"{path} does not fit the run it describes ({type(e).__name__})") from None
-    for opt in (parts["opt_g"], parts["opt_d"]):  # Adam checks neither shapes nor counts when loading
-        for group in opt.param_groups:
-            for p in group["params"]:
-                state = opt.state.get(p, {})
-                if state and not (state["exp_avg"].shape == state["exp_avg_sq"].shape == p.shape
-                                  and 0 < state["step"] <= step):
-                    raise UserError(f"{path}: its optimizer state does not fit its networks or its step count")
 
 def step_bytes(config, batch_size):
     """About the memory a step holds for its backward pass: 12 bytes per number of the feature maps of G
