@@ -93,7 +93,6 @@ def train_step(G, D, opt_g, opt_d, scaler, real, labels, autocast, ema, ema_deca
     moving average `ema` moves toward G. `labels` (B,): the real digits of a conditional GAN (fakes
     are asked for the same), else None. Returns (4,) on the device: loss_d, loss_g, D(x), D(G(z));
     nothing here reads a device value (.item()), which would make the host wait."""
-    torch.compiler.cudagraph_mark_step_begin()  # --compile on CUDA: a new step, so CUDA graphs may reuse memory
     z = torch.randn(real.size(0), G.nz, device=real.device)
     with autocast:
         fake = G(z, labels)  # (B, 1, 28, 28)

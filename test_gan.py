@@ -1500,3 +1500,11 @@ def test_the_record_stage_driver_runs_and_skips_what_is_done(scored_root, tmp_pa
     again = subprocess.run(argv, cwd=HERE, capture_output=True, text=True)
     assert [line for line in again.stdout.splitlines() if line.startswith(str(tmp_path / "r"))] == rows
     assert "device" not in again.stdout  # nothing trained again
+
+
+def test_eager_steps_never_touch_the_compiler(mnist_root, tmp_path, monkeypatch):
+    """cudagraph_mark_step_begin belongs to --compile on CUDA: anywhere else its first call imports
+    inductor (seconds) for nothing, and a student reading train_step meets it first."""
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: pytest.fail("called in an eager step"))
+    run_train(mnist_root, tmp_path, "--epochs", "1")
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 3

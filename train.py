@@ -261,8 +261,10 @@ def precision(device, mode):
         raise UserError("--amp bf16: MPS has bf16 from macOS 14 on; use --amp fp16 or --amp off")
     why = f"--amp {mode}"
     if mode == "auto":
-        mode, why = (("fp16", f"auto: tensor cores of compute capability {cc[0]}.{cc[1]} are fp16's")
-                     if cc and cc[0] == 7 else ("off", f"auto: fp32 is the fastest measured path on {device.type}"))
+        mode = "fp16" if cc and cc[0] == 7 else "off"
+        why = ("auto: compute capability 7.x has fp16 tensor cores and no bf16" if mode == "fp16" else
+               "auto: autocast ran slower than fp32 on an H100" if cc and cc[0] >= 8 else
+               f"auto: fp32, the sure path on {'this GPU' if cc else device.type}")
     if mode != "off" and device.type == "cpu":
         why += "; autocast on a CPU without half-precision hardware is slower than fp32"
     return mode, why
