@@ -116,10 +116,14 @@ def make_writable_dir(path):
     if not os.access(path, os.W_OK):
         raise UserError(f"cannot write to {path}: permission denied")
 
-def check_writable_file(path):
-    """Before the work: `path` may be written (its folder made), and is no folder or device to replace."""
+def refuse_non_regular(path):
+    """os.replace onto a folder fails, and onto /dev/null as root replaces the device itself."""
     if os.path.lexists(path) and not os.path.isfile(path):
         raise UserError(f"{path} exists and is not a regular file: it is never replaced")
+
+def check_writable_file(path):
+    """Before the work: `path` may be written (its folder made), and is no folder or device to replace."""
+    refuse_non_regular(path)
     make_writable_dir(os.path.dirname(path) or ".")
     if os.path.exists(path) and not os.access(path, os.W_OK):
         raise UserError(f"cannot write to {path}: permission denied")
@@ -128,8 +132,7 @@ def check_writable_file(path):
 def atomic_path(path):
     """Yield a temporary name beside `path`, renamed onto `path` only if the block succeeds: a crash,
     a kill, Ctrl-C or a full disk never leaves a half-written file under the real name."""
-    if os.path.lexists(path) and not os.path.isfile(path):  # os.replace would replace /dev/null itself
-        raise UserError(f"{path} exists and is not a regular file: it is never replaced")
+    refuse_non_regular(path)
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         yield tmp

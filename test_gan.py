@@ -1130,7 +1130,8 @@ def test_benchmark_times_what_train_py_trains_by_default():
 
 
 COMMANDS = {  # each script with a bad input, and the one line it answers
-    "train.py": (["--resume", "--out", "{tmp}"], "train.py: error: --resume: no checkpoint at {tmp}/checkpoint.pt"),
+    "train.py": (["--resume", "--out", "{tmp}"], "train.py: error: no checkpoint at {tmp}/checkpoint.pt (train one "
+                                                   "with: python train.py)"),
     "sample.py": (["--checkpoint", "{tmp}/x.pt"], "sample.py: error: no checkpoint at {tmp}/x.pt (train one with: "
                                                   "python train.py)"),
     "evaluate.py": (["--checkpoint", "{tmp}/x.pt"], "evaluate.py: error: no checkpoint at {tmp}/x.pt (train one with: "

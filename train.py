@@ -95,8 +95,6 @@ def train(args):
     """The story of a run: set up, resume if asked, loop over the epochs, save after each. Returns 0, or
     the exit code of the signal that stopped it (128 + its number, as a shell reports it)."""
     device = pick_device(args.device)
-    if args.resume and not os.path.isfile(os.path.join(args.out, "checkpoint.pt")):
-        raise UserError(f"--resume: no checkpoint at {os.path.join(args.out, 'checkpoint.pt')}")
     fresh = not os.path.exists(args.out)
     make_writable_dir(args.out)
     try:
