@@ -74,7 +74,7 @@ def mnist_root(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def cpu_only(monkeypatch):
     """Every test on the CPU, whatever the machine has, so that --device auto means the same everywhere
-    (accelerators have their own module, test_device.py)."""
+    (accelerators have their own module, tests/test_device.py)."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
 

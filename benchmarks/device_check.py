@@ -3,7 +3,7 @@
     python benchmarks/device_check.py --data-root ../shared/data
     python benchmarks/device_check.py --data-root ../shared/data --device mps --epochs 5
 
-Four steps, each a command of the kit run as a user runs it: the accelerator tests (test_device.py,
+Four steps, each a command of the kit run as a user runs it: the accelerator tests (tests/test_device.py,
 each set against the CPU), the throughput benchmark's rows, the card's command timed
 (`train.py --epochs 25 --batch-size 128`), and evaluate.py on what it trained. On an H100-class GPU
 the whole check takes about 5 minutes; a step that fails is reported and the check goes on.
@@ -44,7 +44,7 @@ def main(argv=None):
     args = parse_args(argv)
     summary, data = [], ["--data-root", args.data_root]
     out = os.path.join(tempfile.mkdtemp(prefix="device_check_"), "run")
-    tests, _ = run("accelerator tests", ["-m", "pytest", "-q", "-rs", "test_device.py"], summary)
+    tests, _ = run("accelerator tests", ["-m", "pytest", "-q", "-rs", "tests/test_device.py"], summary)
     summary.append("  " + (tests.strip().splitlines() or ["(no output)"])[-1])
     bench, _ = run("benchmark", ["benchmarks/throughput.py", "--device", args.device, "--steps", "100", *data], summary)
     summary += ["  " + line for line in bench.splitlines() if re.match(r"(device:|variant|baseline|kit )", line)]

@@ -1,7 +1,7 @@
 """The kit on this machine's accelerator (CUDA, else Apple's MPS), each result set against the CPU's.
 
-    pytest -q -rs test_device.py                    # or: python benchmarks/device_check.py
-    KIT_TEST_DEVICE=cpu pytest -q test_device.py    # the module's own logic, on a machine without one
+    pytest -q -rs tests/test_device.py              # or: python benchmarks/device_check.py
+    KIT_TEST_DEVICE=cpu pytest -q tests/test_device.py  # the module's own logic, on a machine without one
 
 Skipped, saying why, where there is none (as in CI). test_gan.py pins itself to the CPU; this module
 is where the GPU paths run: two tiny epochs in every precision the device has, a stop and resume,
