@@ -1503,6 +1503,25 @@ def test_the_record_stage_driver_runs_and_skips_what_is_done(scored_root, tmp_pa
     assert "device" not in again.stdout  # nothing trained again
 
 
+def test_the_search_driver_runs_candidates_side_by_side_into_one_table(scored_root, tmp_path):
+    """experiments/search.py, for a GPU: each candidate and seed through stages.py at once, one table;
+    a candidate that fails is named with its log, and the others are still scored."""
+    run = subprocess.run([sys.executable, "experiments/search.py", "--out", str(tmp_path), "--stages", "1",
+                          "--seeds", "0,1", "--jobs", "4", "--data-root", str(scored_root), "--n", "20",
+                          f"a={' '.join(TINY)} --lr-g 4e-4", "bad=--lr-g 2"], cwd=HERE, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[:2] == ["| run | 1 epochs |", "|---|---|"] and len(lines) == 6
+    for line, seed in zip(lines[2:4], (0, 1)):
+        scores = json.loads((tmp_path / f"a_s{seed}" / "eval_1.json").read_text())["generated"]
+        assert line == (f"| a, seed {seed} | {scores['frechet']:.1f} / {scores['kl_to_uniform']:.3f} / "
+                        f"{scores['is_analog']:.2f} |")
+        assert torch.load(tmp_path / f"a_s{seed}" / "checkpoint.pt", weights_only=True)["train"] == pytest.approx(
+            dict(batch_size=64, lr_g=4e-4, lr_d=2e-4, beta1=0.5, beta2=0.999, seed=seed, ema_decay=0.999, amp="off"))
+    assert lines[4] == f"| bad, seed 0 (exit 1: {tmp_path / 'bad_s0'}/stages.log) |  |"
+    assert "--lr-g: must be a number in (0, 1]" in (tmp_path / "bad_s0" / "stages.log").read_text()
+
+
 def test_eager_steps_never_touch_the_compiler(mnist_root, tmp_path, monkeypatch):
     """cudagraph_mark_step_begin belongs to --compile on CUDA: anywhere else its first call imports
     inductor (seconds) for nothing, and a student reading train_step meets it first."""
