@@ -1129,6 +1129,23 @@ def test_benchmark_times_what_train_py_trains_by_default():
     assert throughput.parse_args([]).batch_size == args.batch_size
 
 
+@pytest.mark.parametrize("batch, scale", [(32, 1), (128, 4), (4096, 4), (8, 0.25)])
+def test_learning_rates_and_average_follow_the_batch_size(batch, scale):
+    args = train.parse_args(["--batch-size", str(batch)])
+    assert (args.lr_g, args.lr_d, args.ema_decay) == (2e-4 * scale, 2e-4 * scale, 0.999 ** scale)
+    assert args.followed == ["lr_g", "lr_d", "ema_decay"]
+    typed = train.parse_args(["--batch-size", str(batch), "--lr-g", "3e-4", "--ema-decay", "0.99"])
+    assert (typed.lr_g, typed.lr_d, typed.ema_decay, typed.followed) == (3e-4, 2e-4 * scale, 0.99, ["lr_d"])
+
+
+def test_start_line_says_the_settings_that_follow_the_batch(mnist_root, tmp_path, capsys):
+    run_train(mnist_root, tmp_path, "--epochs", "1")  # TINY trains at batch 64: twice batch 32's rate
+    assert "batch size 64, lr 0.0004/0.0004, average cap 0.998 (following the batch size" in capsys.readouterr().out
+    run_train(mnist_root, tmp_path, "--epochs", "2", "--resume")  # the run's own settings, said as its own
+    out = capsys.readouterr().out
+    assert "batch size 64, lr 0.0004/0.0004, average cap 0.998\n" in out and "following" not in out
+
+
 COMMANDS = {  # each script with a bad input, and the one line it answers
     "train.py": (["--resume", "--out", "{tmp}"], "train.py: error: no checkpoint at {tmp}/checkpoint.pt (train one "
                                                    "with: python train.py)"),
@@ -1508,7 +1525,7 @@ def test_the_search_driver_runs_candidates_side_by_side_into_one_table(scored_ro
     a candidate that fails is named with its log, and the others are still scored."""
     run = subprocess.run([sys.executable, "experiments/search.py", "--out", str(tmp_path), "--stages", "1",
                           "--seeds", "0,1", "--jobs", "4", "--data-root", str(scored_root), "--n", "20",
-                          f"a={' '.join(TINY)} --lr-g 4e-4", "bad=--lr-g 2"], cwd=HERE, capture_output=True, text=True)
+                          f"a={' '.join(TINY)} --lr-d 3e-4", "bad=--lr-g 2"], cwd=HERE, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     assert lines[:2] == ["| run | 1 epochs |", "|---|---|"] and len(lines) == 6
@@ -1516,8 +1533,9 @@ def test_the_search_driver_runs_candidates_side_by_side_into_one_table(scored_ro
         scores = json.loads((tmp_path / f"a_s{seed}" / "eval_1.json").read_text())["generated"]
         assert line == (f"| a, seed {seed} | {scores['frechet']:.1f} / {scores['kl_to_uniform']:.3f} / "
                         f"{scores['is_analog']:.2f} |")
-        assert torch.load(tmp_path / f"a_s{seed}" / "checkpoint.pt", weights_only=True)["train"] == pytest.approx(
-            dict(batch_size=64, lr_g=4e-4, lr_d=2e-4, beta1=0.5, beta2=0.999, seed=seed, ema_decay=0.999, amp="off"))
+        stored = torch.load(tmp_path / f"a_s{seed}" / "checkpoint.pt", weights_only=True)["train"]
+        assert stored == dict(batch_size=64, lr_g=2e-4 * 2, lr_d=3e-4, beta1=0.5, beta2=0.999, seed=seed,
+                              ema_decay=0.999 ** 2, amp="off")  # the typed flag, the rest by the batch
     assert lines[4] == f"| bad, seed 0 (exit 1: {tmp_path / 'bad_s0'}/stages.log) |  |"
     assert "--lr-g: must be a number in (0, 1]" in (tmp_path / "bad_s0" / "stages.log").read_text()
 

@@ -56,11 +56,12 @@ def parser():
     p = ArgumentParser(prog="train.py", description="Train a DCGAN on MNIST.")
     p.add_argument("--epochs", type=bounded(int, 1, 10_000), default=25, help="total epochs to reach (default: 25)")
     # 32, not the paper's 128: four times the updates per epoch make better digits at every run length
-    # (docs/experiments.md), for about 1.2x the time per image.
+    # (docs/experiments.md), for about 1.2x the time per image. Other sizes take lr and average by follow_batch.
     p.add_argument("--batch-size", type=RUN_SETTINGS["batch_size"], default=32,
                    help=f"images per step, at most {MAX_BATCH} and the training set (default: 32)")
-    p.add_argument("--lr-g", type=LEARNING_RATE, default=2e-4, help="generator Adam learning rate (default: 2e-4)")
-    p.add_argument("--lr-d", type=LEARNING_RATE, default=2e-4, help="discriminator Adam learning rate (default: 2e-4)")
+    p.add_argument("--lr-g", type=LEARNING_RATE,
+                   help="generator Adam learning rate (default: 2e-4 x batch / 32, the batch counted up to 128)")
+    p.add_argument("--lr-d", type=LEARNING_RATE, help="discriminator Adam learning rate (default: as --lr-g)")
     p.add_argument("--beta1", type=FRACTION, default=0.5, help="Adam beta1 for both (default: 0.5)")
     p.add_argument("--beta2", type=FRACTION, default=0.999, help="Adam beta2 for both (default: 0.999)")
     p.add_argument("--nz", type=bounded(int, 1, MAX_NZ), default=100, help="latent size (default: 100)")
@@ -69,7 +70,8 @@ def parser():
     p.add_argument("--modes", type=bounded(int, 0, MAX_MODES), default=10,
                    help="choices G reads from its noise, at most --nz; 0: plain noise, as the paper (default: 10)")
     p.add_argument("--kernel-size", type=int, default=5, choices=[4, 5], help="of stride-2 convolutions (default: 5)")
-    p.add_argument("--ema-decay", type=FRACTION, default=0.999, help="G's moving average, once warm (default: 0.999)")
+    p.add_argument("--ema-decay", type=FRACTION,
+                   help="G's moving average, once warm (default: 0.999 ** (batch / 32), the batch counted up to 128)")
     p.add_argument("--conditional", action="store_true", help="G and D get the digit, so sample.py can ask for one")
     p.add_argument("--data-root", default="data", help="folder holding MNIST/raw/ (default: data)")
     p.add_argument("--out", default="out", help="folder for grids, GIF, log and checkpoint (default: out)")
@@ -87,9 +89,23 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     given.set_defaults(**dict.fromkeys(vars(args)))  # parsed again with no defaults: what the user typed
     args.given = {key for key, value in vars(given.parse_args(argv)).items() if value is not None}
+    args.followed = follow_batch(args)
     if args.modes > args.nz and not (args.conditional or args.resume):  # else the flag plays no part
         p.error(f"--modes {args.modes} is more than --nz {args.nz}: G reads its choice from z's first entries")
     return args
+
+def follow_batch(args):
+    """Fill in the settings that follow the batch size, where not typed; returns the names filled in.
+    The recipe was tuned at batch 32. At batch B an epoch makes 32/B as many updates, so Adam's learning rates
+    grow with B/32 (the linear rule, Goyal et al. 2017) and the moving average's cap, 0.999 per 32 images,
+    becomes 0.999 ** (B/32), spanning as many images. Measured at 32 and 128 (docs/experiments.md); above 128 it
+    is held at 128's, where larger steps are untried."""
+    scale = min(args.batch_size, 128) / 32
+    rule = dict(lr_g=2e-4 * scale, lr_d=2e-4 * scale, ema_decay=0.999 ** scale)
+    followed = [key for key in rule if getattr(args, key) is None]
+    for key in followed:
+        setattr(args, key, rule[key])
+    return followed
 
 def train(args):
     """The story of a run: set up, resume if asked, loop over the epochs, save after each. Returns 0, or
@@ -119,7 +135,9 @@ def start(args, device):
         raise UserError(f"--batch-size {args.batch_size} with these widths needs about {need / 2**30:.0f} GiB "
                         f"per step (at most {MAX_STEP_BYTES / 2**30:.0f}): lower --batch-size, --g-width or "
                         f"--d-width")
-    say(f"device {device}, precision {args.amp} ({why}), {len(images)} images, batch size {args.batch_size}"
+    say(f"device {device}, precision {args.amp} ({why}), {len(images)} images, batch size {args.batch_size}, "
+        f"lr {args.lr_g:g}/{args.lr_d:g}, average cap {args.ema_decay:.4g}"
+        f"{' (following the batch size: 2e-4 and 0.999 per 32 images)' if args.followed else ''}"
         f"{', conditional' if config['num_classes'] else ''}")
     return train_epochs(args, config, parts, loop, (images, labels if config["num_classes"] else None), epoch, step)
 
@@ -180,6 +198,7 @@ def open_checkpoint(args):
             raise UserError(f"--resume: --{key.replace('_', '-')} {given} contradicts the run's {key} {value}: a "
                             f"resumed run keeps its settings (drop the flag, or start a new run in another --out)")
         setattr(args, key, value)
+    args.followed = []  # the run's own settings, whatever rule set them
     if checkpoint["epoch"] >= args.epochs:
         raise UserError(f"{path} has already trained {checkpoint['epoch']} epochs: pass --epochs above "
                         f"{checkpoint['epoch']} to train on")
