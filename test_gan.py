@@ -1132,10 +1132,11 @@ def test_benchmark_times_what_train_py_trains_by_default():
 @pytest.mark.parametrize("batch, scale", [(32, 1), (128, 4), (4096, 4), (8, 0.25)])
 def test_learning_rates_and_average_follow_the_batch_size(batch, scale):
     args = train.parse_args(["--batch-size", str(batch)])
+    assert train.follow_batch(args) == ["lr_g", "lr_d", "ema_decay"]
     assert (args.lr_g, args.lr_d, args.ema_decay) == (2e-4 * scale, 2e-4 * scale, 0.999 ** scale)
-    assert args.followed == ["lr_g", "lr_d", "ema_decay"]
     typed = train.parse_args(["--batch-size", str(batch), "--lr-g", "3e-4", "--ema-decay", "0.99"])
-    assert (typed.lr_g, typed.lr_d, typed.ema_decay, typed.followed) == (3e-4, 2e-4 * scale, 0.99, ["lr_d"])
+    assert train.follow_batch(typed) == ["lr_d"]
+    assert (typed.lr_g, typed.lr_d, typed.ema_decay) == (3e-4, 2e-4 * scale, 0.99)
 
 
 def test_start_line_says_the_settings_that_follow_the_batch(mnist_root, tmp_path, capsys):

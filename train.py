@@ -89,13 +89,12 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     given.set_defaults(**dict.fromkeys(vars(args)))  # parsed again with no defaults: what the user typed
     args.given = {key for key, value in vars(given.parse_args(argv)).items() if value is not None}
-    args.followed = follow_batch(args)
     if args.modes > args.nz and not (args.conditional or args.resume):  # else the flag plays no part
         p.error(f"--modes {args.modes} is more than --nz {args.nz}: G reads its choice from z's first entries")
     return args
 
 def follow_batch(args):
-    """Fill in the settings that follow the batch size, where not typed; returns the names filled in.
+    """Fill in the settings that follow the batch size, where neither typed nor resumed; returns their names.
     The recipe was tuned at batch 32. At batch B an epoch makes 32/B as many updates, so Adam's learning rates
     grow with B/32 (the linear rule, Goyal et al. 2017) and the moving average's cap, 0.999 per 32 images,
     becomes 0.999 ** (B/32), spanning as many images. Measured at 32 and 128 (docs/experiments.md); above 128 it
@@ -126,6 +125,7 @@ def train(args):
 def start(args, device):
     """Read the checkpoint and the data, check what they ask for, build, and train."""
     checkpoint = open_checkpoint(args)
+    followed = follow_batch(args)
     images, labels = load_mnist(args.data_root, device)
     if args.batch_size > len(images):
         raise UserError(f"--batch-size {args.batch_size} is larger than the training set ({len(images)} images)")
@@ -137,7 +137,7 @@ def start(args, device):
                         f"--d-width")
     say(f"device {device}, precision {args.amp} ({why}), {len(images)} images, batch size {args.batch_size}, "
         f"lr {args.lr_g:g}/{args.lr_d:g}, average cap {args.ema_decay:.4g}"
-        f"{' (following the batch size: 2e-4 and 0.999 per 32 images)' if args.followed else ''}"
+        f"{' (following the batch size: 2e-4 and 0.999 per 32 images)' if followed else ''}"
         f"{', conditional' if config['num_classes'] else ''}")
     return train_epochs(args, config, parts, loop, (images, labels if config["num_classes"] else None), epoch, step)
 
@@ -198,7 +198,6 @@ def open_checkpoint(args):
             raise UserError(f"--resume: --{key.replace('_', '-')} {given} contradicts the run's {key} {value}: a "
                             f"resumed run keeps its settings (drop the flag, or start a new run in another --out)")
         setattr(args, key, value)
-    args.followed = []  # the run's own settings, whatever rule set them
     if checkpoint["epoch"] >= args.epochs:
         raise UserError(f"{path} has already trained {checkpoint['epoch']} epochs: pass --epochs above "
                         f"{checkpoint['epoch']} to train on")
