@@ -88,6 +88,8 @@ def write(G, args):
     to_folder = args.out.endswith(("/", os.sep)) or os.path.isdir(args.out)
     if args.number and to_folder:
         raise UserError(f"--number writes one PNG: give --out a file name, not the folder {args.out}")
+    if not (to_folder or args.out.lower().endswith(".png")):  # else a PNG would sit under another name
+        raise UserError(f"--out {args.out!r}: a grid is a PNG, so name it NAME.png; a folder takes a trailing /")
     (make_writable_dir if to_folder else check_writable_file)(args.out)
     z, labels, nrow = plan(G, args, to_folder)
     if to_folder:

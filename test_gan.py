@@ -731,7 +731,7 @@ def bad_files(tmp_path, trained):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     return dict(missing=tmp_path / "nope.pt", not_checkpoint=not_checkpoint, truncated=truncated,
-                unwritable=blocker / "sub" / "grid.png")
+                unwritable=blocker / "sub" / "grid.png", tmp=tmp_path)
 
 
 @pytest.mark.parametrize("case, argv, needle", [
@@ -744,6 +744,9 @@ def bad_files(tmp_path, trained):
     ("unknown device", ["--device", "tpu"], "--device"),
     ("absent device", ["--device", "cuda"], "not available"),
     ("unwritable out", ["--out", "{unwritable}"], "cannot write"),
+    ("jpeg name", ["--out", "{tmp}/grid.jpg"], "name it NAME.png"),
+    ("no extension", ["--out", "{tmp}/fakes"], "a folder takes a trailing /"),
+    ("empty out", ["--out", ""], "--out ''"),
 ])
 def test_sample_bad_input(case, argv, needle, bad_files, trained, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -751,9 +754,10 @@ def test_sample_bad_input(case, argv, needle, bad_files, trained, tmp_path, caps
     out.write_bytes(b"precious")
     argv = [a.format(**bad_files) for a in argv]
     defaults = ["--checkpoint", str(trained / "checkpoint.pt"), "--out", str(out)]
+    before = sorted(tmp_path.rglob("*"))
     err = expect_exit_2(capsys, sample.main, defaults + argv)
     assert needle in err
-    assert out.read_bytes() == b"precious"
+    assert out.read_bytes() == b"precious" and sorted(tmp_path.rglob("*")) == before  # nothing written
 
 
 @pytest.mark.parametrize("argv, needle", [
@@ -1381,7 +1385,7 @@ def test_a_closed_stdout_does_not_end_the_run(mnist_root, tmp_path):
 
 def test_what_is_not_a_regular_file_is_never_replaced(trained, mnist_root, tmp_path, capsys):
     """A pipe stands in for /dev/null: renaming a finished file onto it would replace the device."""
-    pipe = tmp_path / "pipe"
+    pipe = tmp_path / "pipe.png"
     os.mkfifo(pipe)
     checkpoint = str(trained / "checkpoint.pt")
     assert "is not a regular file" in expect_exit_2(capsys, sample.main, ["--checkpoint", checkpoint, "--out", str(pipe)])

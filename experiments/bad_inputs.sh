@@ -25,6 +25,7 @@ try $P $K/train.py --data-root $D --out o3 $T --lr-g nan
 try $P $K/train.py --data-root $D --out o3 $T --batch-size 100000
 try $P $K/train.py --data-root $D --out o3 $T --modes 50 --nz 10
 try $P $K/sample.py --checkpoint base/checkpoint.pt --out /dev/null
+try $P $K/sample.py --checkpoint base/checkpoint.pt --out grid.jpg
 try $P $K/sample.py --checkpoint base/checkpoint.pt --out base/samples/
 try $P $K/sample.py --checkpoint base/checkpoint.pt --n 5 --nrow 100 --out g.png
 try $P $K/sample.py --checkpoint base/checkpoint.pt --digit 3
