@@ -1545,6 +1545,26 @@ def test_the_search_driver_runs_candidates_side_by_side_into_one_table(scored_ro
     assert "--lr-g: must be a number in (0, 1]" in (tmp_path / "bad_s0" / "stages.log").read_text()
 
 
+def test_the_choices_probe_draws_the_choice_asked_for_and_reads_its_digits(scored_root, trained, tmp_path):
+    """experiments/choices.py: noise whose largest entry is moved to the choice (its values kept), that
+    choice's samples written as G draws them, and the digit shares evaluate.py reads from them."""
+    from experiments import choices
+    z = choices.noise_for(3, 10, 50, 16)
+    assert (z[:, :10].argmax(1) == 3).all()
+    assert torch.equal(z.sort(1).values, plumbing.seeded_noise(50, 16, 3).sort(1).values)
+    G = plumbing.generator_from_checkpoint(plumbing.load_checkpoint(str(trained / "checkpoint.pt")))
+    args = choices.parse_args(["--checkpoint", "-", "--out", str(tmp_path), "--data-root", str(scored_root), "--n", "20"])
+    histogram = choices.shares(G, 3, args)
+    names = sorted(os.listdir(tmp_path / "choice_3"))
+    assert names == [f"{k:05d}.png" for k in range(20)]
+    with Image.open(tmp_path / "choice_3" / names[7]) as image:
+        written = pil_to_tensor(image.convert("L")).float()
+    drawn = gan.generate(G, z[:20])[7].add(1).mul(127.5)
+    assert (written - drawn).abs().max() <= 1
+    scores = json.loads((tmp_path / "choice_3.json").read_text())["generated"]
+    assert histogram == scores["histogram"] and len(histogram) == 10 and sum(histogram) == pytest.approx(1)
+
+
 def test_eager_steps_never_touch_the_compiler(mnist_root, tmp_path, monkeypatch):
     """cudagraph_mark_step_begin belongs to --compile on CUDA: anywhere else its first call imports
     inductor (seconds) for nothing, and a student reading train_step meets it first."""
