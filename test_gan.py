@@ -1565,6 +1565,18 @@ def test_the_choices_probe_draws_the_choice_asked_for_and_reads_its_digits(score
     assert histogram == scores["histogram"] and len(histogram) == 10 and sum(histogram) == pytest.approx(1)
 
 
+@pytest.mark.parametrize("run", ["trained_conditional", "missing"])
+def test_the_choices_probe_refuses_a_checkpoint_without_choices(run, request, tmp_path, capsys):
+    """A conditional checkpoint has no choices, and a missing one nothing: one line on stderr, exit 2."""
+    from experiments import choices
+    folder = request.getfixturevalue(run) if run != "missing" else tmp_path
+    with pytest.raises(SystemExit) as stopped:
+        choices.main(["--checkpoint", str(folder / "checkpoint.pt"), "--out", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and err.startswith("choices.py: error: ") and err.count("\n") == 1
+    assert not (tmp_path / "c").exists()
+
+
 def test_eager_steps_never_touch_the_compiler(mnist_root, tmp_path, monkeypatch):
     """cudagraph_mark_step_begin belongs to --compile on CUDA: anywhere else its first call imports
     inductor (seconds) for nothing, and a student reading train_step meets it first."""

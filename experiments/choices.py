@@ -20,7 +20,7 @@ from torchvision.utils import save_image
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from gan import generate  # noqa: E402
-from plumbing import generator_from_checkpoint, load_checkpoint, seeded_noise  # noqa: E402
+from plumbing import UserError, bounded, generator_from_checkpoint, load_checkpoint, seeded_noise  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -28,7 +28,7 @@ def parse_args(argv=None):
     p.add_argument("--checkpoint", required=True, help="an unconditional train.py checkpoint with --modes > 0")
     p.add_argument("--out", required=True, help="folder for the choices' PNGs and scores")
     p.add_argument("--data-root", default="data", help="folder holding MNIST/raw/ (default: data)")
-    p.add_argument("--n", type=int, default=500, help="samples per choice (default: 500)")
+    p.add_argument("--n", type=bounded(int, 2, 100_000), default=500, help="samples per choice (default: 500)")
     return p.parse_args(argv)
 
 
@@ -55,7 +55,13 @@ def shares(G, choice, args):
 
 def main(argv=None):
     args = parse_args(argv)
-    G = generator_from_checkpoint(load_checkpoint(args.checkpoint))
+    try:
+        G = generator_from_checkpoint(load_checkpoint(args.checkpoint))
+        if not G.modes:
+            raise UserError(f"{args.checkpoint} has no choices (a --conditional or --modes 0 run)")
+    except UserError as e:
+        print(f"choices.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
     tops = []
     for choice in range(G.modes):
         histogram = shares(G, choice, args)
