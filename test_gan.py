@@ -988,15 +988,32 @@ def run_train_process(root, out, *extra):
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+HOLD_AT_STEP_2 = ("import sys, train\n"
+                  "real_step, calls = train.train_step, []\n"
+                  "def held_step(**kwargs):\n"
+                  "    calls.append(1)\n"
+                  "    if len(calls) == 2:\n"
+                  "        print('holding', flush=True); sys.stdin.readline()\n"
+                  "    return real_step(**kwargs)\n"
+                  "train.train_step = held_step\n"
+                  "train.main(sys.argv[1:])\n")
+
+
 def test_sigterm_saves_and_resume_matches_straight_run(mnist_root, tmp_path):
+    """kill (SIGTERM) lands while step 2 is held open (waiting on stdin), so the run is stopped mid-epoch
+    however fast or slow this machine is; it finishes step 2, saves and exits as a shell reports a kill."""
     run_train(mnist_root, tmp_path / "straight", "--epochs", "8")  # in this process: bit-identical all the same
-    stopped = run_train_process(mnist_root, tmp_path / "stopped", "--epochs", "8")
-    assert "step 1/24" in stopped.stdout.readline() + stopped.stdout.readline()  # the device line, then step 1
+    argv = ["--data-root", str(mnist_root), "--out", str(tmp_path / "stopped"), *TINY, "--epochs", "8"]
+    stopped = subprocess.Popen([sys.executable, "-c", HOLD_AT_STEP_2, *argv], cwd=HERE, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "holding\n" in iter(stopped.stdout.readline, "")
     stopped.send_signal(signal.SIGTERM)
-    out, err = stopped.communicate(timeout=60)
+    assert any("stopping after this step" in line for line in iter(stopped.stderr.readline, ""))
+    out, err = stopped.communicate("\n", timeout=60)  # lets step 2 go on
     assert stopped.returncode == 143, err  # 128 + SIGTERM, as a shell reports it
-    assert "continue with: python train.py --resume" in out and "Traceback" not in err
-    assert torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=True)["step"] < 24
+    assert "stopped at step 2 (epoch 1)" in out and "continue with: python train.py --resume" in out
+    assert "Traceback" not in err
+    assert torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=True)["step"] == 2
     resumed = run_train_process(mnist_root, tmp_path / "stopped", "--epochs", "8", "--resume")
     assert resumed.wait(timeout=120) == 0
     assert_same_training_state(tmp_path / "straight" / "checkpoint.pt", tmp_path / "stopped" / "checkpoint.pt")
