@@ -1150,22 +1150,33 @@ def test_benchmark_times_what_train_py_trains_by_default():
     assert throughput.parse_args([]).batch_size == args.batch_size
 
 
-@pytest.mark.parametrize("batch, scale", [(32, 1), (128, 4), (4096, 4), (8, 0.25)])
-def test_learning_rates_and_average_follow_the_batch_size(batch, scale):
+@pytest.mark.parametrize("batch, scale, betas", [(32, 1, (0, 0.99)), (128, 4, (0.5, 0.999)),
+                                                 (4096, 4, (0.5, 0.999)), (8, 0.25, (0, 0.99))])
+def test_learning_rates_betas_and_average_follow_the_batch_size(batch, scale, betas):
     args = train.parse_args(["--batch-size", str(batch)])
-    assert train.follow_batch(args) == ["lr_g", "lr_d", "ema_decay"]
-    assert (args.lr_g, args.lr_d, args.ema_decay) == (2e-4 * scale, 2e-4 * scale, 0.999 ** scale)
-    typed = train.parse_args(["--batch-size", str(batch), "--lr-g", "3e-4", "--ema-decay", "0.99"])
-    assert train.follow_batch(typed) == ["lr_d"]
-    assert (typed.lr_g, typed.lr_d, typed.ema_decay) == (3e-4, 2e-4 * scale, 0.99)
+    assert train.follow_batch(args) == ["lr_g", "lr_d", "ema_decay", "beta1", "beta2"]
+    assert (args.lr_g, args.lr_d, args.ema_decay, args.beta1, args.beta2) == (2e-4 * scale, 2e-4 * scale,
+                                                                             0.999 ** scale, *betas)
+    typed = train.parse_args(["--batch-size", str(batch), "--lr-g", "3e-4", "--ema-decay", "0.99", "--beta1", "0.3"])
+    assert train.follow_batch(typed) == ["lr_d", "beta2"]
+    assert (typed.lr_g, typed.lr_d, typed.ema_decay, typed.beta1, typed.beta2) == (3e-4, 2e-4 * scale, 0.99,
+                                                                                   0.3, betas[1])
+    conditional = train.parse_args(["--batch-size", str(batch), "--conditional"])  # (0, 0.99) is untried there
+    train.follow_batch(conditional)
+    assert (conditional.beta1, conditional.beta2) == (0.5, 0.999)
 
 
 def test_start_line_says_the_settings_that_follow_the_batch(mnist_root, tmp_path, capsys):
     run_train(mnist_root, tmp_path, "--epochs", "1")  # TINY trains at batch 64: twice batch 32's rate
-    assert "batch size 64, lr 0.0004/0.0004, average cap 0.998 (following the batch size" in capsys.readouterr().out
+    assert ("batch size 64, lr 0.0004/0.0004, betas 0.5/0.999, average cap 0.998 (following the batch size"
+            in capsys.readouterr().out)
     run_train(mnist_root, tmp_path, "--epochs", "2", "--resume")  # the run's own settings, said as its own
     out = capsys.readouterr().out
-    assert "batch size 64, lr 0.0004/0.0004, average cap 0.998\n" in out and "following" not in out
+    assert "batch size 64, lr 0.0004/0.0004, betas 0.5/0.999, average cap 0.998\n" in out and "following" not in out
+    run_train(mnist_root, tmp_path / "b32", "--epochs", "1", "--batch-size", "32")
+    assert "batch size 32, lr 0.0002/0.0002, betas 0/0.99, average cap 0.999 (following" in capsys.readouterr().out
+    checkpoint = torch.load(tmp_path / "b32" / "checkpoint.pt", weights_only=True)
+    assert [checkpoint[opt]["param_groups"][0]["betas"] for opt in ("opt_g", "opt_d")] == [(0, 0.99)] * 2
 
 
 COMMANDS = {  # each script with a bad input, and the one line it answers
