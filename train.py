@@ -142,7 +142,7 @@ def start(args, device):
                         f"--d-width")
     say(f"device {device}, precision {args.amp} ({why}), {len(images)} images, batch size {args.batch_size}, "
         f"lr {args.lr_g:g}/{args.lr_d:g}, betas {args.beta1:g}/{args.beta2:g}, average cap {args.ema_decay:.4g}"
-        f"{' (following the batch size: 2e-4 and 0.999 per 32 images, betas 0/0.99 up to 32)' if followed else ''}"
+        f"{' (following the batch size, as train.py --help says)' if followed else ''}"
         f"{', conditional' if config['num_classes'] else ''}")
     return train_epochs(args, config, parts, loop, (images, labels if config["num_classes"] else None), epoch, step)
 
