@@ -62,10 +62,8 @@ def parser():
     p.add_argument("--lr-g", type=LEARNING_RATE,
                    help="generator Adam learning rate (default: 2e-4 x batch / 32, the batch counted up to 128)")
     p.add_argument("--lr-d", type=LEARNING_RATE, help="discriminator Adam learning rate (default: as --lr-g)")
-    p.add_argument("--beta1", type=FRACTION,
-                   help="Adam beta1 for both (default: 0 up to batch 32 unless --conditional, else 0.5)")
-    p.add_argument("--beta2", type=FRACTION,
-                   help="Adam beta2 for both (default: 0.99 up to batch 32 unless --conditional, else 0.999)")
+    p.add_argument("--beta1", type=FRACTION, help="Adam beta1 (default: 0 to batch 32 if unconditional, else 0.5)")
+    p.add_argument("--beta2", type=FRACTION, help="Adam beta2 (default: 0.99 to batch 32 if unconditional, else 0.999)")
     p.add_argument("--nz", type=bounded(int, 1, MAX_NZ), default=100, help="latent size (default: 100)")
     p.add_argument("--g-width", type=bounded(int, 1, MAX_WIDTH), default=64, help="generator base width (default: 64)")
     p.add_argument("--d-width", type=bounded(int, 1, MAX_WIDTH), default=32, help="discriminator width (default: 32)")
@@ -103,9 +101,9 @@ def follow_batch(args):
     is held at 128's, where larger steps are untried. Adam's betas: (0, 0.99) up to batch 32, unconditional: no
     momentum cut FD after 1 epoch by a third to a half on three seeds, level after 25 with better class balance;
     at 128 (worse after 25 epochs) and for --conditional (untried) the paper's (0.5, 0.999) stay."""
-    scale, fast = min(args.batch_size, 128) / 32, args.batch_size <= 32 and not args.conditional
+    scale, momentum = min(args.batch_size, 128) / 32, args.batch_size > 32 or args.conditional
     rule = dict(lr_g=2e-4 * scale, lr_d=2e-4 * scale, ema_decay=0.999 ** scale,
-                beta1=0.0 if fast else 0.5, beta2=0.99 if fast else 0.999)
+                beta1=0.5 if momentum else 0.0, beta2=0.999 if momentum else 0.99)
     followed = [key for key in rule if getattr(args, key) is None]
     for key in followed:
         setattr(args, key, rule[key])
