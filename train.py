@@ -100,7 +100,7 @@ def follow_batch(args):
     becomes 0.999 ** (B/32), spanning as many images. Measured at 32 and 128 (docs/experiments.md); above 128 it
     is held at 128's, where larger steps are untried. Adam's betas: (0, 0.99) up to batch 32, unconditional: no
     momentum cut FD after 1 epoch by a third to a half on three seeds, level after 25 with better class balance;
-    at 128 (worse after 25 epochs) and for --conditional (untried) the paper's (0.5, 0.999) stay."""
+    at 128 and for --conditional (both worse after 25 epochs: D pulls ahead) the paper's (0.5, 0.999) stay."""
     scale, momentum = min(args.batch_size, 128) / 32, args.batch_size > 32 or args.conditional
     rule = dict(lr_g=2e-4 * scale, lr_d=2e-4 * scale, ema_decay=0.999 ** scale,
                 beta1=0.5 if momentum else 0.0, beta2=0.999 if momentum else 0.99)
