@@ -1160,7 +1160,7 @@ def test_learning_rates_betas_and_average_follow_the_batch_size(batch, scale, be
     assert train.follow_batch(typed) == ["lr_d", "beta2"]
     assert (typed.lr_g, typed.lr_d, typed.ema_decay, typed.beta1, typed.beta2) == (3e-4, 2e-4 * scale, 0.99,
                                                                                    0.3, betas[1])
-    conditional = train.parse_args(["--batch-size", str(batch), "--conditional"])  # (0, 0.99) is untried there
+    conditional = train.parse_args(["--batch-size", str(batch), "--conditional"])  # (0, 0.99) ended worse there
     train.follow_batch(conditional)
     assert (conditional.beta1, conditional.beta2) == (0.5, 0.999)
 
