@@ -16,7 +16,8 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 from evaluate import features_and_probs, frechet_distance, get_classifier  # noqa: E402
 from plumbing import generate_batches, generator_from_checkpoint, load_checkpoint, load_mnist, seeded_noise  # noqa: E402
 
