@@ -36,6 +36,7 @@ except KeyboardInterrupt:
     sys.exit(130)
 
 SCORES = ("frechet", "digits_covered", "kl_to_uniform", "is_analog", "confidence", "unsure")
+SURE = 0.9  # a digit whose top class is below this is unsure: a blend or a scribble
 # Image modes that convert to 8-bit grayscale exactly as they look; 16-bit and float ("I;16", "I", "F")
 # would be clipped by convert("L"), and CMYK or alpha would be scored as something else.
 GRAY_CONVERTIBLE = ("1", "L", "P", "RGB")
@@ -177,7 +178,7 @@ def class_scores(probs):
     kl_each = (xlogy(probs, probs) - xlogy(probs, marginal)).sum(1)  # KL(p(y|x) || p(y)), (N,)
     return dict(digits_covered=int((share > 0.01).sum()), kl_to_uniform=kl_uniform,
                 is_analog=kl_each.mean().exp().item(), confidence=probs.max(1).values.mean().item(),
-                unsure=(probs.max(1).values < 0.9).double().mean().item(),
+                unsure=(probs.max(1).values < SURE).double().mean().item(),
                 histogram=[round(s, 4) for s in share.tolist()])
 
 
@@ -224,7 +225,7 @@ def print_table(generated, real):
     lines = [f"\n{'score':28} {'generated':>12} {'real (floor)':>13}"]
     names = dict(frechet="Frechet distance (MNIST clf)", digits_covered="digits covered (>1%)",
                  kl_to_uniform="KL to uniform", is_analog="IS analog (max 10)", confidence="mean confidence",
-                 unsure="unsure (top class < 0.9)")
+                 unsure=f"unsure (top class < {SURE})")
     for key in SCORES:
         lines.append(f"{names[key]:28} {generated[key]:12.4g} {real[key]:13.4g}")
     if "label_accuracy" in generated:
