@@ -1149,29 +1149,31 @@ def test_benchmark_times_what_train_py_trains_by_default():
     assert throughput.parse_args([]).batch_size == args.batch_size
 
 
-@pytest.mark.parametrize("batch, scale, betas", [(32, 1, (0, 0.99)), (128, 4, (0.5, 0.999)),
-                                                 (4096, 4, (0.5, 0.999)), (8, 0.25, (0, 0.99))])
-def test_learning_rates_betas_and_average_follow_the_batch_size(batch, scale, betas):
+@pytest.mark.parametrize("batch, k", [(32, 1), (128, 4), (4096, 4), (8, 0.25)])
+def test_learning_rates_betas_and_average_follow_the_batch_size(batch, k):
     args = train.parse_args(["--batch-size", str(batch)])
     assert train.follow_batch(args) == ["lr_g", "lr_d", "ema_decay", "beta1", "beta2"]
-    assert (args.lr_g, args.lr_d, args.ema_decay, args.beta1, args.beta2) == (2e-4 * scale, 2e-4 * scale,
-                                                                             0.999 ** scale, *betas)
+    rate = 2e-4 * k ** 0.5  # Adam's SDE rule from batch 32: rates x sqrt(k), 1 - beta2 x k
+    assert (args.lr_g, args.lr_d, args.ema_decay, args.beta1) == (pytest.approx(rate), pytest.approx(rate),
+                                                                  0.999 ** k, 0)
+    assert args.beta2 == pytest.approx(1 - 0.01 * k)
     typed = train.parse_args(["--batch-size", str(batch), "--lr-g", "3e-4", "--ema-decay", "0.99", "--beta1", "0.3"])
     assert train.follow_batch(typed) == ["lr_d", "beta2"]
-    assert (typed.lr_g, typed.lr_d, typed.ema_decay, typed.beta1, typed.beta2) == (3e-4, 2e-4 * scale, 0.99,
-                                                                                   0.3, betas[1])
+    assert (typed.lr_g, typed.lr_d, typed.ema_decay, typed.beta1) == (3e-4, pytest.approx(rate), 0.99, 0.3)
     conditional = train.parse_args(["--batch-size", str(batch), "--conditional"])  # (0, 0.99) ended worse there
     train.follow_batch(conditional)
-    assert (conditional.beta1, conditional.beta2) == (0.5, 0.999)
+    assert (conditional.lr_g, conditional.lr_d, conditional.beta1, conditional.beta2) == (2e-4 * k, 2e-4 * k,
+                                                                                          0.5, 0.999)
 
 
 def test_start_line_says_the_settings_that_follow_the_batch(mnist_root, tmp_path, capsys):
-    run_train(mnist_root, tmp_path, "--epochs", "1")  # TINY trains at batch 64: twice batch 32's rate
-    assert ("batch size 64, lr 0.0004/0.0004, betas 0.5/0.999, average cap 0.998 (following the batch size"
+    run_train(mnist_root, tmp_path, "--epochs", "1")  # TINY trains at batch 64: sqrt(2) times batch 32's rate
+    assert ("batch size 64, lr 0.000282843/0.000282843, betas 0/0.98, average cap 0.998 (following the batch size"
             in capsys.readouterr().out)
     run_train(mnist_root, tmp_path, "--epochs", "2", "--resume")  # the run's own settings, said as its own
     out = capsys.readouterr().out
-    assert "batch size 64, lr 0.0004/0.0004, betas 0.5/0.999, average cap 0.998\n" in out and "following" not in out
+    assert "batch size 64, lr 0.000282843/0.000282843, betas 0/0.98, average cap 0.998\n" in out
+    assert "following" not in out
     run_train(mnist_root, tmp_path / "b32", "--epochs", "1", "--batch-size", "32")
     assert "batch size 32, lr 0.0002/0.0002, betas 0/0.99, average cap 0.999 (following" in capsys.readouterr().out
     checkpoint = torch.load(tmp_path / "b32" / "checkpoint.pt", weights_only=True)
@@ -1566,7 +1568,7 @@ def test_the_search_driver_runs_candidates_side_by_side_into_one_table(scored_ro
         assert line == (f"| a, seed {seed} | {scores['frechet']:.1f} / {scores['kl_to_uniform']:.3f} / "
                         f"{scores['is_analog']:.2f} |")
         stored = torch.load(tmp_path / f"a_s{seed}" / "checkpoint.pt", weights_only=True)["train"]
-        assert stored == dict(batch_size=64, lr_g=2e-4 * 2, lr_d=3e-4, beta1=0.5, beta2=0.999, seed=seed,
+        assert stored == dict(batch_size=64, lr_g=2e-4 * math.sqrt(2), lr_d=3e-4, beta1=0.0, beta2=0.98, seed=seed,
                               ema_decay=0.999 ** 2, amp="off")  # the typed flag, the rest by the batch
     assert lines[4] == f"| bad, seed 0 (exit 1: {tmp_path / 'bad_s0'}/stages.log) |  |"
     assert "--lr-g: must be a number in (0, 1]" in (tmp_path / "bad_s0" / "stages.log").read_text()

@@ -60,10 +60,12 @@ def parser():
     p.add_argument("--batch-size", type=RUN_SETTINGS["batch_size"], default=32,
                    help=f"images per step, at most {MAX_BATCH} and the training set (default: 32)")
     p.add_argument("--lr-g", type=LEARNING_RATE,
-                   help="generator Adam learning rate (default: 2e-4 x batch / 32, the batch counted up to 128)")
+                   help="generator Adam learning rate (default: 2e-4 x sqrt(batch / 32), x batch / 32 if conditional;"
+                        " the batch counted up to 128)")
     p.add_argument("--lr-d", type=LEARNING_RATE, help="discriminator Adam learning rate (default: as --lr-g)")
-    p.add_argument("--beta1", type=FRACTION, help="Adam beta1 (default: 0 to batch 32 if unconditional, else 0.5)")
-    p.add_argument("--beta2", type=FRACTION, help="Adam beta2 (default: 0.99 to batch 32 if unconditional, else 0.999)")
+    p.add_argument("--beta1", type=FRACTION, help="Adam beta1 (default: 0; 0.5 if conditional)")
+    p.add_argument("--beta2", type=FRACTION,
+                   help="Adam beta2 (default: 1 - 0.01 x batch / 32, the batch counted up to 128; 0.999 if conditional)")
     p.add_argument("--nz", type=bounded(int, 1, MAX_NZ), default=100, help="latent size (default: 100)")
     p.add_argument("--g-width", type=bounded(int, 1, MAX_WIDTH), default=64, help="generator base width (default: 64)")
     p.add_argument("--d-width", type=bounded(int, 1, MAX_WIDTH), default=32, help="discriminator width (default: 32)")
@@ -95,15 +97,16 @@ def parse_args(argv=None):
 
 def follow_batch(args):
     """Fill in the settings that follow the batch size, where neither typed nor resumed; returns their names.
-    The recipe was tuned at batch 32. At batch B an epoch makes 32/B as many updates, so Adam's learning rates
-    grow with B/32 (the linear rule, Goyal et al. 2017) and the moving average's cap, 0.999 per 32 images,
-    becomes 0.999 ** (B/32), spanning as many images. Measured at 32 and 128 (docs/experiments.md); above 128 it
-    is held at 128's, where larger steps are untried. Adam's betas: (0, 0.99) up to batch 32, unconditional: no
-    momentum cut FD after 1 epoch by a third to a half on three seeds, level after 25 with better class balance;
-    at 128 and for --conditional (both worse after 25 epochs: D pulls ahead) the paper's (0.5, 0.999) stay."""
-    scale, momentum = min(args.batch_size, 128) / 32, args.batch_size > 32 or args.conditional
-    rule = dict(lr_g=2e-4 * scale, lr_d=2e-4 * scale, ema_decay=0.999 ** scale,
-                beta1=0.5 if momentum else 0.0, beta2=0.999 if momentum else 0.99)
+    The recipe was tuned at batch 32: Adam without momentum, betas (0, 0.99), cut FD after 1 epoch by a third
+    to a half on three seeds there. At k times that batch an epoch makes 1/k the updates, so the settings
+    follow Adam's SDE scaling rule (Malladi et al. 2022): learning rates x sqrt(k), 1 - beta2 x k, and the
+    moving average's cap 0.999 ** k, spanning as many images. Measured at 32 and 128 (docs/experiments.md);
+    above 128 they are held at 128's, where larger steps are untried. --conditional keeps the paper's betas
+    (0.5, 0.999), with rates x k: without momentum it ended worse at 25 epochs (D pulls ahead)."""
+    k = min(args.batch_size, 128) / 32
+    rate = 2e-4 * k if args.conditional else 2e-4 * math.sqrt(k)
+    rule = dict(lr_g=rate, lr_d=rate, ema_decay=0.999 ** k,
+                beta1=0.5 if args.conditional else 0.0, beta2=0.999 if args.conditional else 1 - 0.01 * k)
     followed = [key for key in rule if getattr(args, key) is None]
     for key in followed:
         setattr(args, key, rule[key])
