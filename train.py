@@ -60,12 +60,10 @@ def parser():
     p.add_argument("--batch-size", type=RUN_SETTINGS["batch_size"], default=32,
                    help=f"images per step, at most {MAX_BATCH} and the training set (default: 32)")
     p.add_argument("--lr-g", type=LEARNING_RATE,
-                   help="generator Adam learning rate (default: 2e-4 x sqrt(batch / 32), x batch / 32 if conditional;"
-                        " the batch counted up to 128)")
+                   help="G's Adam learning rate (default: 2e-4 x sqrt(k), k = batch / 32 up to 4; x k if conditional)")
     p.add_argument("--lr-d", type=LEARNING_RATE, help="discriminator Adam learning rate (default: as --lr-g)")
     p.add_argument("--beta1", type=FRACTION, help="Adam beta1 (default: 0; 0.5 if conditional)")
-    p.add_argument("--beta2", type=FRACTION,
-                   help="Adam beta2 (default: 1 - 0.01 x batch / 32, the batch counted up to 128; 0.999 if conditional)")
+    p.add_argument("--beta2", type=FRACTION, help="Adam beta2 (default: 1 - 0.01 k; 0.999 if conditional)")
     p.add_argument("--nz", type=bounded(int, 1, MAX_NZ), default=100, help="latent size (default: 100)")
     p.add_argument("--g-width", type=bounded(int, 1, MAX_WIDTH), default=64, help="generator base width (default: 64)")
     p.add_argument("--d-width", type=bounded(int, 1, MAX_WIDTH), default=32, help="discriminator width (default: 32)")
@@ -100,9 +98,9 @@ def follow_batch(args):
     The recipe was tuned at batch 32: Adam without momentum, betas (0, 0.99), cut FD after 1 epoch by a third
     to a half on three seeds there. At k times that batch an epoch makes 1/k the updates, so the settings
     follow Adam's SDE scaling rule (Malladi et al. 2022): learning rates x sqrt(k), 1 - beta2 x k, and the
-    moving average's cap 0.999 ** k, spanning as many images. Measured at 32 and 128 (docs/experiments.md);
-    above 128 they are held at 128's, where larger steps are untried. --conditional keeps the paper's betas
-    (0.5, 0.999), with rates x k: without momentum it ended worse at 25 epochs (D pulls ahead)."""
+    moving average's cap 0.999 ** k, spanning as many images. At 128 FD fell 28-47% after 1 epoch, level after
+    25 (docs/experiments.md); above 128 they are held at 128's, where larger steps are untried. --conditional
+    keeps the paper's betas (0.5, 0.999), rates x k: without momentum it ended worse at 25 epochs (D pulls ahead)."""
     k = min(args.batch_size, 128) / 32
     rate = 2e-4 * k if args.conditional else 2e-4 * math.sqrt(k)
     rule = dict(lr_g=rate, lr_d=rate, ema_decay=0.999 ** k,
