@@ -98,9 +98,9 @@ def follow_batch(args):
     The recipe was tuned at batch 32: Adam without momentum, betas (0, 0.99), cut FD after 1 epoch by a third
     to a half on three seeds there. At k times that batch an epoch makes 1/k the updates, so the settings
     follow Adam's SDE scaling rule (Malladi et al. 2022): learning rates x sqrt(k), 1 - beta2 x k, and the
-    moving average's cap 0.999 ** k, spanning as many images. At 128 FD fell 28-47% after 1 epoch, level after
-    25 (docs/experiments.md); above 128 they are held at 128's, where larger steps are untried. --conditional
-    keeps the paper's betas (0.5, 0.999), rates x k: without momentum it ended worse at 25 epochs (D pulls ahead)."""
+    moving average's cap 0.999 ** k. At 128 FD fell 28-51% after 1 epoch, level or lower after 25, on three
+    seeds (docs/experiments.md); above 128, untried, they stay at 128's. --conditional keeps the paper's betas
+    (0.5, 0.999), rates x k: without momentum it ended worse at 25 epochs (D pulls ahead)."""
     k = min(args.batch_size, 128) / 32
     rate = 2e-4 * k if args.conditional else 2e-4 * math.sqrt(k)
     rule = dict(lr_g=rate, lr_d=rate, ema_decay=0.999 ** k,
