@@ -102,9 +102,8 @@ def follow_batch(args):
     seeds (docs/experiments.md); above 128, untried, they stay at 128's. --conditional keeps the paper's betas
     (0.5, 0.999), rates x k: without momentum it ended worse at 25 epochs (D pulls ahead)."""
     k = min(args.batch_size, 128) / 32
-    rate = 2e-4 * k if args.conditional else 2e-4 * math.sqrt(k)
-    rule = dict(lr_g=rate, lr_d=rate, ema_decay=0.999 ** k,
-                beta1=0.5 if args.conditional else 0.0, beta2=0.999 if args.conditional else 1 - 0.01 * k)
+    rate, beta1, beta2 = (2e-4 * k, 0.5, 0.999) if args.conditional else (2e-4 * math.sqrt(k), 0.0, 1 - 0.01 * k)
+    rule = dict(lr_g=rate, lr_d=rate, ema_decay=0.999 ** k, beta1=beta1, beta2=beta2)
     followed = [key for key in rule if getattr(args, key) is None]
     for key in followed:
         setattr(args, key, rule[key])
