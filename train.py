@@ -95,12 +95,12 @@ def parse_args(argv=None):
 
 def follow_batch(args):
     """Fill in the settings that follow the batch size, where neither typed nor resumed; returns their names.
-    The recipe was tuned at batch 32: Adam without momentum, betas (0, 0.99), cut FD after 1 epoch by a third
-    to a half on three seeds there. At k times that batch an epoch makes 1/k the updates, so the settings
-    follow Adam's SDE scaling rule (Malladi et al. 2022): learning rates x sqrt(k), 1 - beta2 x k, and the
-    moving average's cap 0.999 ** k. At 128 FD fell 28-51% after 1 epoch, level or lower after 25, on three
-    seeds (docs/experiments.md); above 128, untried, they stay at 128's. --conditional keeps the paper's betas
-    (0.5, 0.999), rates x k: without momentum it ended worse at 25 epochs (D pulls ahead)."""
+    The recipe was tuned at batch 32: Adam without momentum, betas (0, 0.99). At k times that batch an epoch
+    makes 1/k the updates, so the settings follow Adam's SDE scaling rule (Malladi et al. 2022): learning rates
+    x sqrt(k), 1 - beta2 x k, the moving average's cap 0.999 ** k. At 128 FD fell 28-51% after 1 epoch, level or
+    lower after 25, on three seeds; rates x k^0.75 or x k start faster, then D leaves chance and FD ends 37-152%
+    higher (docs/experiments.md). Above 128, untried, they stay at 128's. --conditional keeps rates x k and the
+    paper's betas (0.5, 0.999): without momentum it ended worse at 25 epochs (D pulls ahead)."""
     k = min(args.batch_size, 128) / 32
     rate, beta1, beta2 = (2e-4 * k, 0.5, 0.999) if args.conditional else (2e-4 * math.sqrt(k), 0.0, 1 - 0.01 * k)
     rule = dict(lr_g=rate, lr_d=rate, ema_decay=0.999 ** k, beta1=beta1, beta2=beta2)
