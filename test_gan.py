@@ -861,7 +861,7 @@ BAD_NUMBERS = {
               ("--beta1", "1"), ("--beta1", "-0.1"), ("--beta2", "1.5"), ("--ema-decay", "nan"),
               ("--epochs", "0"), ("--epochs", "10001"), ("--batch-size", "4097"), ("--batch-size", "1e3"),
               ("--nz", "0"), ("--nz", "1025"), ("--g-width", "513"), ("--d-width", "0"), ("--modes", "-1"),
-              ("--modes", "101"),
+              ("--modes", "101"), ("--first-x", "0"), ("--first-x", "11"), ("--first-x", "nan"),
               ("--seed", "-1"), ("--seed", str(2**32)), ("--log-every", "0")],
     "sample": [("--n", "100001"), ("--nrow", "0"), ("--batch-size", "0"), ("--batch-size", "10001"),
                ("--seed", "x"), ("--count", "0"), ("--count", "101")],
@@ -935,6 +935,7 @@ FORGED = [
 FORGED_FOR_RESUME = [
     (("train", "batch_size"), 10**9, "stored batch_size"),
     (("train", "lr_g"), "0.1", "stored lr_g"),
+    (("train", "first_x"), 0.0, "stored first_x"),
     (("train",), None, "stored batch_size"),
     (("opt_d",), torch.zeros(3), "does not fit the run"),
     (("discriminator",), {"net.0.weight": torch.zeros(1)}, "does not fit the run"),
@@ -1152,32 +1153,50 @@ def test_benchmark_times_what_train_py_trains_by_default():
 @pytest.mark.parametrize("batch, k", [(32, 1), (128, 4), (4096, 4), (8, 0.25)])
 def test_learning_rates_betas_and_average_follow_the_batch_size(batch, k):
     args = train.parse_args(["--batch-size", str(batch)])
-    assert train.follow_batch(args) == ["lr_g", "lr_d", "ema_decay", "beta1", "beta2"]
+    assert train.follow_batch(args) == ["lr_g", "lr_d", "ema_decay", "beta1", "beta2", "first_x"]
     rate = 2e-4 * k ** 0.5  # Adam's SDE rule from batch 32: rates x sqrt(k), 1 - beta2 x k
-    assert (args.lr_g, args.lr_d, args.ema_decay, args.beta1) == (pytest.approx(rate), pytest.approx(rate),
-                                                                  0.999 ** k, 0)
+    assert (args.lr_g, args.lr_d, args.ema_decay, args.beta1, args.first_x) == (
+        pytest.approx(rate), pytest.approx(rate), 0.999 ** k, 0, 2.83)
     assert args.beta2 == pytest.approx(1 - 0.01 * k)
     typed = train.parse_args(["--batch-size", str(batch), "--lr-g", "3e-4", "--ema-decay", "0.99", "--beta1", "0.3"])
-    assert train.follow_batch(typed) == ["lr_d", "beta2"]
+    assert train.follow_batch(typed) == ["lr_d", "beta2", "first_x"]
     assert (typed.lr_g, typed.lr_d, typed.ema_decay, typed.beta1) == (3e-4, pytest.approx(rate), 0.99, 0.3)
     conditional = train.parse_args(["--batch-size", str(batch), "--conditional"])  # (0, 0.99) ended worse there
     train.follow_batch(conditional)
-    assert (conditional.lr_g, conditional.lr_d, conditional.beta1, conditional.beta2) == (2e-4 * k, 2e-4 * k,
-                                                                                          0.5, 0.999)
+    assert (conditional.lr_g, conditional.lr_d, conditional.beta1, conditional.beta2, conditional.first_x) == (
+        2e-4 * k, 2e-4 * k, 0.5, 0.999, 1)
+
+
+def rates_trained_at(path):
+    checkpoint = torch.load(path, weights_only=True)
+    return [checkpoint[opt]["param_groups"][0]["lr"] for opt in ("opt_g", "opt_d")]
 
 
 def test_start_line_says_the_settings_that_follow_the_batch(mnist_root, tmp_path, capsys):
     run_train(mnist_root, tmp_path, "--epochs", "1")  # TINY trains at batch 64: sqrt(2) times batch 32's rate
-    assert ("batch size 64, lr 0.000282843/0.000282843, betas 0/0.98, average cap 0.998 (following the batch size"
+    assert ("batch size 64, lr 0.000282843/0.000282843 (x 2.83 in epoch 1), betas 0/0.98, average cap 0.998 (following"
             in capsys.readouterr().out)
+    assert rates_trained_at(tmp_path / "checkpoint.pt") == [pytest.approx(2.83 * 2e-4 * 2 ** 0.5)] * 2
     run_train(mnist_root, tmp_path, "--epochs", "2", "--resume")  # the run's own settings, said as its own
     out = capsys.readouterr().out
-    assert "batch size 64, lr 0.000282843/0.000282843, betas 0/0.98, average cap 0.998\n" in out
+    assert "batch size 64, lr 0.000282843/0.000282843 (x 2.83 in epoch 1), betas 0/0.98, average cap 0.998\n" in out
     assert "following" not in out
+    assert rates_trained_at(tmp_path / "checkpoint.pt") == [pytest.approx(2e-4 * 2 ** 0.5)] * 2  # from epoch 2 on
     run_train(mnist_root, tmp_path / "b32", "--epochs", "1", "--batch-size", "32")
-    assert "batch size 32, lr 0.0002/0.0002, betas 0/0.99, average cap 0.999 (following" in capsys.readouterr().out
+    assert "batch size 32, lr 0.0002/0.0002 (x 2.83 in epoch 1), betas 0/0.99, average cap 0.999 (following" in (
+        capsys.readouterr().out)
     checkpoint = torch.load(tmp_path / "b32" / "checkpoint.pt", weights_only=True)
     assert [checkpoint[opt]["param_groups"][0]["betas"] for opt in ("opt_g", "opt_d")] == [(0, 0.99)] * 2
+
+
+def test_a_run_of_a_kit_before_first_x_resumes_as_it_trained(trained, mnist_root, tmp_path, capsys):
+    checkpoint = torch.load(trained / "checkpoint.pt", weights_only=True)
+    del checkpoint["train"]["first_x"]
+    (tmp_path / "old").mkdir()
+    plumbing.save_checkpoint(checkpoint, tmp_path / "old" / "checkpoint.pt")
+    run_train(mnist_root, tmp_path / "old", "--epochs", "3", "--resume")
+    assert "--first-x 1.0" in capsys.readouterr().out
+    assert torch.load(tmp_path / "old" / "checkpoint.pt", weights_only=True)["train"]["first_x"] == 1.0
 
 
 COMMANDS = {  # each script with a bad input, and the one line it answers
@@ -1569,7 +1588,7 @@ def test_the_search_driver_runs_candidates_side_by_side_into_one_table(scored_ro
                         f"{scores['is_analog']:.2f} |")
         stored = torch.load(tmp_path / f"a_s{seed}" / "checkpoint.pt", weights_only=True)["train"]
         assert stored == dict(batch_size=64, lr_g=2e-4 * math.sqrt(2), lr_d=3e-4, beta1=0.0, beta2=0.98, seed=seed,
-                              ema_decay=0.999 ** 2, amp="off")  # the typed flag, the rest by the batch
+                              ema_decay=0.999 ** 2, first_x=2.83, amp="off")  # the typed flag, the rest by the batch
     assert lines[4] == f"| bad, seed 0 (exit 1: {tmp_path / 'bad_s0'}/stages.log) |  |"
     assert "--lr-g: must be a number in (0, 1]" in (tmp_path / "bad_s0" / "stages.log").read_text()
 
