@@ -55,7 +55,7 @@ MAX_GIF_FRAMES = 100  # progress.gif shows at most this many epochs, evenly spre
 def parser():
     p = ArgumentParser(prog="train.py", description="Train a DCGAN on MNIST.")
     p.add_argument("--epochs", type=bounded(int, 1, 10_000), default=25, help="total epochs to reach (default: 25)")
-    # 32, not the paper's 128: four times the updates per epoch make better digits after 1 epoch, as good after 25
+    # 32, not the paper's 128: four times the updates per epoch make better digits after 1 epoch and after 25
     # (docs/experiments.md), for about 1.2x the time per image. Other sizes take lr, betas, average by follow_batch.
     p.add_argument("--batch-size", type=RUN_SETTINGS["batch_size"], default=32,
                    help=f"images per step, at most {MAX_BATCH} and the training set (default: 32)")
