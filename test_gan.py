@@ -1464,7 +1464,8 @@ def test_resumes_that_do_not_fit_are_refused(trained, mnist_root, tmp_path, caps
         capsys, train.main, argv)
     for flag, value, words in (("--batch-size", "32", "--batch-size 32 contradicts the run's batch_size 64"),
                                ("--amp", "fp16", "--amp fp16 contradicts the run's amp off"),
-                               ("--g-width", "16", "--g-width 16 contradicts the run's g_width 8")):
+                               ("--g-width", "16", "--g-width 16 contradicts the run's g_width 8"),
+                               ("--first-x", "1", "--first-x 1.0 contradicts the run's first_x 2.83")):
         argv = ["--data-root", str(mnist_root), "--out", str(out), *TINY, flag, value, "--epochs", "3", "--resume"]
         assert words in expect_exit_2(capsys, train.main, argv)
     assert (out / "checkpoint.pt").read_bytes() == before
