@@ -103,8 +103,8 @@ def follow_batch(args):
     lower after 25, on three seeds; rates x k^0.75 or x k start faster, then D leaves chance and FD ends 37-152%
     higher (docs/experiments.md). Above 128, untried, they stay at 128's. --conditional keeps rates x k and the
     paper's betas (0.5, 0.999): without momentum it ended worse at 25 epochs (D pulls ahead). The first epoch
-    alone runs at x 2.83 the rates, too short to push D off chance: FD after it 13-56% lower at 32 and 128; after
-    25, mean FD 8.0 against 9.4 at 32, 9.9 against 9.6 at 128 (two seeds; --conditional, untried, keeps x 1)."""
+    alone runs at x 2.83 the rates: FD after it 13-56% lower; after 25 (three seeds) mean FD 7.8 at 32 (9.4 before,
+    two seeds), 10.4 against 9.7 at 128, where D leaves chance sooner (--conditional, untried, keeps x 1)."""
     k = min(args.batch_size, 128) / 32
     rate, beta1, beta2 = (2e-4 * k, 0.5, 0.999) if args.conditional else (2e-4 * math.sqrt(k), 0.0, 1 - 0.01 * k)
     rule = dict(lr_g=rate, lr_d=rate, ema_decay=0.999 ** k, beta1=beta1, beta2=beta2,
