@@ -88,12 +88,14 @@ def weights_init(module):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
 
-def train_step(G, D, opt_g, opt_d, scaler, real, labels, autocast, ema, ema_decay):
+def train_step(G, D, opt_g, opt_d, scaler, real, labels, autocast, ema, ema_decay, r1=0.0):
     """One DCGAN step: D learns real (target 1) from fake (0), G learns to make D say real, and G's
     moving average `ema` moves toward G. `labels` (B,): the real digits of a conditional GAN (fakes
-    are asked for the same), else None. Returns (4,) on the device: loss_d, loss_g, D(x), D(G(z));
-    nothing here reads a device value (.item()), which would make the host wait."""
+    are asked for the same), else None. r1 > 0 adds r1 / 2 x r1_penalty to D's loss. Returns (4,) on
+    the device: loss_d (without the penalty), loss_g, D(x), D(G(z)); nothing here reads a device value
+    (.item()), which would make the host wait."""
     z = torch.randn(real.size(0), G.nz, device=real.device)
+    real = real.detach().requires_grad_(r1 > 0)
     with autocast:
         fake = G(z, labels)  # (B, 1, 28, 28)
         # Two D calls: one batch of both would mix real and fake BatchNorm statistics.
@@ -102,8 +104,9 @@ def train_step(G, D, opt_g, opt_d, scaler, real, labels, autocast, ema, ema_deca
                   + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)))
     # fp16 loss scaling with two optimizers, as PyTorch's AMP examples do it: each optimizer stepped
     # through the scaler (it skips a step whose gradients overflowed), one update() after both.
+    penalty = r1 / 2 * r1_penalty(logit_real, real, scaler) if r1 > 0 else 0
     opt_d.zero_grad(set_to_none=True)
-    scaler.scale(loss_d).backward()
+    scaler.scale(loss_d + penalty).backward()
     scaler.step(opt_d)
     D.requires_grad_(False)  # G's loss needs gradients through D, not for D's own weights
     with autocast:
@@ -119,6 +122,15 @@ def train_step(G, D, opt_g, opt_d, scaler, real, labels, autocast, ema, ema_deca
     update_average(ema, G, ema_decay)
     probs = [logit.detach().float().sigmoid().mean() for logit in (logit_real, logit_fake)]
     return torch.stack([loss_d.detach().float(), loss_g.detach().float(), *probs])
+
+R1_EVERY = 16  # lazy R1, as StyleGAN2: r1 = gamma x 16 on every 16th step (0 between), for 1/16 the cost
+
+def r1_penalty(logit_real, real, scaler):
+    """R1 (Mescheder et al. 2018): D's squared gradient at the real images, summed per image, mean over the
+    batch; it keeps D smooth where the data is. Taken through the loss scaler, as PyTorch's AMP examples take
+    a gradient penalty, so fp16 gradients do not underflow; unscaled on the device, with no host read."""
+    grad, = torch.autograd.grad(scaler.scale(logit_real.float().sum()), real, create_graph=True)
+    return (grad / scaler.scale(torch.ones((), device=real.device))).square().flatten(1).sum(1).mean()
 
 @torch.no_grad()
 def update_average(average, G, decay):

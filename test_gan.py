@@ -203,6 +203,29 @@ def test_train_step_changes_both_networks():
     assert all(p.requires_grad for p in D.parameters()), "D left frozen after the G step"
 
 
+def test_r1_penalty_is_the_squared_gradient_at_the_real_images_through_the_loss_scaler_too():
+    torch.manual_seed(0)
+    real, w = torch.randn(3, 1, 28, 28, requires_grad=True), torch.randn(1, 28, 28)
+    for enabled in (False, True):  # the scaler's 2^16 multiplies the gradient and divides it back exactly
+        scaler = torch.amp.GradScaler("cpu", enabled=enabled)
+        penalty = gan.r1_penalty((real * w).flatten(1).sum(1), real, scaler)  # each logit's gradient is w
+        assert penalty.item() == pytest.approx(w.square().sum().item(), rel=1e-6)
+
+
+def test_r1_keeps_ds_gradient_at_the_real_images_small():
+    def penalty_after_training(r1):
+        torch.manual_seed(0)
+        G, D = gan.Generator(nz=16, width=8), gan.Discriminator(width=8)
+        opt_g, opt_d = (torch.optim.Adam(net.parameters(), lr=2e-3, betas=(0.5, 0.999)) for net in (G, D))
+        scaler, real = torch.amp.GradScaler("cpu", enabled=False), torch.rand(32, 1, 28, 28) * 2 - 1
+        for _ in range(20):
+            gan.train_step(G, D, opt_g, opt_d, scaler, real, None, nullcontext(), copy.deepcopy(G), 0.99, r1=r1)
+        real.requires_grad_()
+        return gan.r1_penalty(D(real), real, scaler).item()
+
+    assert penalty_after_training(r1=10.0) < 0.5 * penalty_after_training(r1=0.0)
+
+
 def fake_cuda_card(monkeypatch, capability):
     """torch.cuda answering as a card of this compute capability does: bf16 emulated below 8.0."""
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
@@ -599,7 +622,7 @@ def test_train_step_never_reads_the_device(monkeypatch):
         scaler = torch.amp.GradScaler("cpu", enabled=dtype is not None)
         for step in range(2):
             decay = gan.warmed_up_decay(step, 0.99)
-            gan.train_step(G, D, opt_g, opt_d, scaler, real, None, autocast, copy.deepcopy(G), decay)
+            gan.train_step(G, D, opt_g, opt_d, scaler, real, None, autocast, copy.deepcopy(G), decay, r1=1.6 * step)
 
 
 # ---------------------------------------------------------------------------- sample.py
@@ -861,7 +884,8 @@ BAD_NUMBERS = {
               ("--beta1", "1"), ("--beta1", "-0.1"), ("--beta2", "1.5"), ("--ema-decay", "nan"),
               ("--epochs", "0"), ("--epochs", "10001"), ("--batch-size", "4097"), ("--batch-size", "1e3"),
               ("--nz", "0"), ("--nz", "1025"), ("--g-width", "513"), ("--d-width", "0"), ("--modes", "-1"),
-              ("--modes", "101"), ("--first-x", "0"), ("--first-x", "11"), ("--first-x", "nan"),
+              ("--modes", "101"), ("--first-x", "0"), ("--first-x", "11"), ("--first-x", "nan"), ("--r1", "-0.1"),
+              ("--r1", "101"), ("--r1", "inf"),
               ("--seed", "-1"), ("--seed", str(2**32)), ("--log-every", "0")],
     "sample": [("--n", "100001"), ("--nrow", "0"), ("--batch-size", "0"), ("--batch-size", "10001"),
                ("--seed", "x"), ("--count", "0"), ("--count", "101")],
@@ -936,6 +960,7 @@ FORGED_FOR_RESUME = [
     (("train", "batch_size"), 10**9, "stored batch_size"),
     (("train", "lr_g"), "0.1", "stored lr_g"),
     (("train", "first_x"), 0.0, "stored first_x"),
+    (("train", "r1"), -1.0, "stored r1"),
     (("train",), None, "stored batch_size"),
     (("opt_d",), torch.zeros(3), "does not fit the run"),
     (("discriminator",), {"net.0.weight": torch.zeros(1)}, "does not fit the run"),
@@ -1077,6 +1102,14 @@ def test_compile_end_to_end(mnist_root, tmp_path):
     plumbing.generator_from_checkpoint(checkpoint)  # loads into an uncompiled G
 
 
+def test_compile_with_r1_is_refused_before_anything_is_written(mnist_root, tmp_path, capsys):
+    # torch.compile has no double backward: without this check the run would fail at its first step.
+    err = expect_exit_2(capsys, train.main, ["--data-root", str(mnist_root), "--out", str(tmp_path / "run"), *TINY,
+                                             "--compile"])  # TINY's batch 64 takes R1 0.1
+    assert "--compile cannot take R1's gradient of a gradient: add --r1 0 (this run's R1 is 0.1)" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_conditional_stopped_mid_epoch_resumes_bit_identical(mnist_root, tmp_path, monkeypatch, capsys):
     stopped_run(mnist_root, tmp_path / "stopped", monkeypatch, capsys, "--conditional")
     run_train(mnist_root, tmp_path / "straight", "--epochs", "2", "--conditional")
@@ -1133,7 +1166,7 @@ def test_benchmark_runs_and_leaves_out_a_row_whose_compile_fails(mnist_root, cap
                      "--repeats", "1", "--compile", "--device", "cpu"])
     lines = capsys.readouterr().out.splitlines()
     for row in ("baseline (DataLoader, .item() per step)", "kit default", "kit --batch-size 128 --modes 0 (the old default)",
-                "kit --kernel-size 4 --d-width 64 --modes 0"):
+                "kit --kernel-size 4 --d-width 64 --modes 0", "kit + R1 every 16 steps (above batch 32)"):
         rate, ratio = next(line for line in lines if line.startswith(row))[len(row):].split()[:2]
         assert math.isfinite(float(rate)) and ratio.endswith("x")  # images/s, and the ratio to the baseline
     assert next(line for line in lines if line.startswith("baseline")).split()[-4] == "1.00x"
@@ -1153,18 +1186,19 @@ def test_benchmark_times_what_train_py_trains_by_default():
 @pytest.mark.parametrize("batch, k", [(32, 1), (128, 4), (4096, 4), (8, 0.25)])
 def test_learning_rates_betas_and_average_follow_the_batch_size(batch, k):
     args = train.parse_args(["--batch-size", str(batch)])
-    assert train.follow_batch(args) == ["lr_g", "lr_d", "ema_decay", "beta1", "beta2", "first_x"]
+    assert train.follow_batch(args) == ["lr_g", "lr_d", "ema_decay", "beta1", "beta2", "first_x", "r1"]
     rate = 2e-4 * k ** 0.5  # Adam's SDE rule from batch 32: rates x sqrt(k), 1 - beta2 x k
-    assert (args.lr_g, args.lr_d, args.ema_decay, args.beta1, args.first_x) == (
-        pytest.approx(rate), pytest.approx(rate), 0.999 ** k, 0, 2.83)
+    assert (args.lr_g, args.lr_d, args.ema_decay, args.beta1, args.first_x, args.r1) == (
+        pytest.approx(rate), pytest.approx(rate), 0.999 ** k, 0, 2.83, 0.1 if batch > 32 else 0)
     assert args.beta2 == pytest.approx(1 - 0.01 * k)
-    typed = train.parse_args(["--batch-size", str(batch), "--lr-g", "3e-4", "--ema-decay", "0.99", "--beta1", "0.3"])
-    assert train.follow_batch(typed) == ["lr_d", "beta2", "first_x"]
+    typed = train.parse_args(["--batch-size", str(batch), "--lr-g", "3e-4", "--ema-decay", "0.99", "--beta1", "0.3",
+                              "--r1", "2"])
+    assert train.follow_batch(typed) == ["lr_d", "beta2", "first_x"] and typed.r1 == 2
     assert (typed.lr_g, typed.lr_d, typed.ema_decay, typed.beta1) == (3e-4, pytest.approx(rate), 0.99, 0.3)
     conditional = train.parse_args(["--batch-size", str(batch), "--conditional"])  # (0, 0.99) ended worse there
     train.follow_batch(conditional)
-    assert (conditional.lr_g, conditional.lr_d, conditional.beta1, conditional.beta2, conditional.first_x) == (
-        2e-4 * k, 2e-4 * k, 0.5, 0.999, 1)
+    assert (conditional.lr_g, conditional.lr_d, conditional.beta1, conditional.beta2, conditional.first_x,
+            conditional.r1) == (2e-4 * k, 2e-4 * k, 0.5, 0.999, 1, 0)
 
 
 def rates_trained_at(path):
@@ -1174,29 +1208,31 @@ def rates_trained_at(path):
 
 def test_start_line_says_the_settings_that_follow_the_batch(mnist_root, tmp_path, capsys):
     run_train(mnist_root, tmp_path, "--epochs", "1")  # TINY trains at batch 64: sqrt(2) times batch 32's rate
-    assert ("batch size 64, lr 0.000282843/0.000282843 (x 2.83 in epoch 1), betas 0/0.98, average cap 0.998 (following"
-            in capsys.readouterr().out)
+    assert ("batch size 64, lr 0.000282843/0.000282843 (x 2.83 in epoch 1), betas 0/0.98, average cap 0.998, R1 0.1 "
+            "(following" in capsys.readouterr().out)
     assert rates_trained_at(tmp_path / "checkpoint.pt") == [pytest.approx(2.83 * 2e-4 * 2 ** 0.5)] * 2
     run_train(mnist_root, tmp_path, "--epochs", "2", "--resume")  # the run's own settings, said as its own
     out = capsys.readouterr().out
-    assert "batch size 64, lr 0.000282843/0.000282843 (x 2.83 in epoch 1), betas 0/0.98, average cap 0.998\n" in out
+    assert ("batch size 64, lr 0.000282843/0.000282843 (x 2.83 in epoch 1), betas 0/0.98, average cap 0.998, R1 0.1\n"
+            in out)
     assert "following" not in out
     assert rates_trained_at(tmp_path / "checkpoint.pt") == [pytest.approx(2e-4 * 2 ** 0.5)] * 2  # from epoch 2 on
     run_train(mnist_root, tmp_path / "b32", "--epochs", "1", "--batch-size", "32")
-    assert "batch size 32, lr 0.0002/0.0002 (x 2.83 in epoch 1), betas 0/0.99, average cap 0.999 (following" in (
+    assert "batch size 32, lr 0.0002/0.0002 (x 2.83 in epoch 1), betas 0/0.99, average cap 0.999, R1 0 (following" in (
         capsys.readouterr().out)
     checkpoint = torch.load(tmp_path / "b32" / "checkpoint.pt", weights_only=True)
     assert [checkpoint[opt]["param_groups"][0]["betas"] for opt in ("opt_g", "opt_d")] == [(0, 0.99)] * 2
 
 
-def test_a_run_of_a_kit_before_first_x_resumes_as_it_trained(trained, mnist_root, tmp_path, capsys):
+def test_a_run_of_a_kit_before_first_x_and_r1_resumes_as_it_trained(trained, mnist_root, tmp_path, capsys):
     checkpoint = torch.load(trained / "checkpoint.pt", weights_only=True)
-    del checkpoint["train"]["first_x"]
+    del checkpoint["train"]["first_x"], checkpoint["train"]["r1"]
     (tmp_path / "old").mkdir()
     plumbing.save_checkpoint(checkpoint, tmp_path / "old" / "checkpoint.pt")
     run_train(mnist_root, tmp_path / "old", "--epochs", "3", "--resume")
-    assert "--first-x 1.0" in capsys.readouterr().out
-    assert torch.load(tmp_path / "old" / "checkpoint.pt", weights_only=True)["train"]["first_x"] == 1.0
+    assert "--first-x 1.0, --r1 0.0" in capsys.readouterr().out
+    stored = torch.load(tmp_path / "old" / "checkpoint.pt", weights_only=True)["train"]
+    assert (stored["first_x"], stored["r1"]) == (1.0, 0.0)
 
 
 COMMANDS = {  # each script with a bad input, and the one line it answers
@@ -1465,7 +1501,8 @@ def test_resumes_that_do_not_fit_are_refused(trained, mnist_root, tmp_path, caps
     for flag, value, words in (("--batch-size", "32", "--batch-size 32 contradicts the run's batch_size 64"),
                                ("--amp", "fp16", "--amp fp16 contradicts the run's amp off"),
                                ("--g-width", "16", "--g-width 16 contradicts the run's g_width 8"),
-                               ("--first-x", "1", "--first-x 1.0 contradicts the run's first_x 2.83")):
+                               ("--first-x", "1", "--first-x 1.0 contradicts the run's first_x 2.83"),
+                               ("--r1", "0", "--r1 0.0 contradicts the run's r1 0.1")):
         argv = ["--data-root", str(mnist_root), "--out", str(out), *TINY, flag, value, "--epochs", "3", "--resume"]
         assert words in expect_exit_2(capsys, train.main, argv)
     assert (out / "checkpoint.pt").read_bytes() == before
@@ -1588,8 +1625,9 @@ def test_the_search_driver_runs_candidates_side_by_side_into_one_table(scored_ro
         assert line == (f"| a, seed {seed} | {scores['frechet']:.1f} / {scores['kl_to_uniform']:.3f} / "
                         f"{scores['is_analog']:.2f} |")
         stored = torch.load(tmp_path / f"a_s{seed}" / "checkpoint.pt", weights_only=True)["train"]
+        # lr_d as typed, the rest following the batch
         assert stored == dict(batch_size=64, lr_g=2e-4 * math.sqrt(2), lr_d=3e-4, beta1=0.0, beta2=0.98, seed=seed,
-                              ema_decay=0.999 ** 2, first_x=2.83, amp="off")  # the typed flag, the rest by the batch
+                              ema_decay=0.999 ** 2, first_x=2.83, r1=0.1, amp="off")
     assert lines[4] == f"| bad, seed 0 (exit 1: {tmp_path / 'bad_s0'}/stages.log) |  |"
     assert "--lr-g: must be a number in (0, 1]" in (tmp_path / "bad_s0" / "stages.log").read_text()
 

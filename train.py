@@ -30,7 +30,7 @@ try:  # Ctrl-C while torch loads (seconds on a laptop) ends as quietly as one la
     from PIL import Image, ImageDraw
     from torchvision.utils import save_image
 
-    from gan import generate, train_step, warmed_up_decay
+    from gan import R1_EVERY, generate, train_step, warmed_up_decay
     from plumbing import (CHECKPOINT_FORMAT, MAX_BATCH, MAX_MODES, MAX_NZ, MAX_WIDTH, SEED, ArgumentParser,
                           UserError, add_device_flag, all_finite, atomic_path, bounded, build_networks, grid_labels,
                           load_checkpoint, load_mnist, make_writable_dir, pick_device, save_checkpoint, say,
@@ -46,7 +46,8 @@ FRACTION, LEARNING_RATE = bounded(float, 0, 1, open_high=True), bounded(float, 0
 # Settings a resumed run takes from its checkpoint, whatever the command line says, each with the
 # flag type that checks it, on the command line and in the checkpoint alike.
 RUN_SETTINGS = dict(batch_size=bounded(int, 1, MAX_BATCH), lr_g=LEARNING_RATE, lr_d=LEARNING_RATE, beta1=FRACTION,
-                    beta2=FRACTION, seed=SEED, ema_decay=FRACTION, first_x=bounded(float, 0, 10, open_low=True))
+                    beta2=FRACTION, seed=SEED, ema_decay=FRACTION, first_x=bounded(float, 0, 10, open_low=True),
+                    r1=bounded(float, 0, 100))
 LOG_FIELDS = ("epoch", "step", "loss_d", "loss_g", "d_x", "d_g_z", "images_per_s")
 NUMBER = re.compile(r"-?\d+(\.\d+)?")  # what log_row writes in every cell
 MAX_STEP_BYTES = 8 * 2**30  # a step needing more would swap a laptop or fill a GPU: refused up front
@@ -56,7 +57,7 @@ def parser():
     p = ArgumentParser(prog="train.py", description="Train a DCGAN on MNIST.")
     p.add_argument("--epochs", type=bounded(int, 1, 10_000), default=25, help="total epochs to reach (default: 25)")
     # 32, not the paper's 128: four times the updates per epoch make better digits after 1 epoch and after 25
-    # (docs/experiments.md), for about 1.2x the time per image. Other sizes take lr, betas, average by follow_batch.
+    # (docs/experiments.md), for about 1.2x the time per image. Other sizes: lr, betas, average, R1 by follow_batch.
     p.add_argument("--batch-size", type=RUN_SETTINGS["batch_size"], default=32,
                    help=f"images per step, at most {MAX_BATCH} and the training set (default: 32)")
     p.add_argument("--lr-g", type=LEARNING_RATE,
@@ -66,6 +67,7 @@ def parser():
     p.add_argument("--beta2", type=FRACTION, help="Adam beta2 (default: 1 - 0.01 k; 0.999 if conditional)")
     p.add_argument("--first-x", type=RUN_SETTINGS["first_x"],
                    help="rates x this in epoch 1 (default: 2.83; 1 if conditional)")
+    p.add_argument("--r1", type=RUN_SETTINGS["r1"], help="D's R1 penalty gamma (default: 0.1 above batch 32, else 0)")
     p.add_argument("--nz", type=bounded(int, 1, MAX_NZ), default=100, help="latent size (default: 100)")
     p.add_argument("--g-width", type=bounded(int, 1, MAX_WIDTH), default=64, help="generator base width (default: 64)")
     p.add_argument("--d-width", type=bounded(int, 1, MAX_WIDTH), default=32, help="discriminator width (default: 32)")
@@ -104,11 +106,12 @@ def follow_batch(args):
     higher (docs/experiments.md). Above 128, untried, they stay at 128's. --conditional keeps rates x k and the
     paper's betas (0.5, 0.999): without momentum it ended worse at 25 epochs (D pulls ahead). The first epoch
     alone runs at x 2.83 the rates: FD after it 13-56% lower; after 25 (three seeds) mean FD 7.8 at 32 (9.4 before,
-    two seeds), 10.4 against 9.7 at 128, where D leaves chance sooner (--conditional, untried, keeps x 1)."""
+    two seeds). At 128 D then left chance in the last epochs (FD 9.9-11.4 after 25); R1 (gamma 0.1 above batch 32,
+    tried at 128) holds it there: FD 9.0 and 9.1 (seeds 0, 2). --conditional, untried with either: x 1, no R1."""
     k = min(args.batch_size, 128) / 32
     rate, beta1, beta2 = (2e-4 * k, 0.5, 0.999) if args.conditional else (2e-4 * math.sqrt(k), 0.0, 1 - 0.01 * k)
     rule = dict(lr_g=rate, lr_d=rate, ema_decay=0.999 ** k, beta1=beta1, beta2=beta2,
-                first_x=1.0 if args.conditional else 2.83)
+                first_x=1.0 if args.conditional else 2.83, r1=0.1 if k > 1 and not args.conditional else 0.0)
     followed = [key for key in rule if getattr(args, key) is None]
     for key in followed:
         setattr(args, key, rule[key])
@@ -134,6 +137,8 @@ def start(args, device):
     """Read the checkpoint and the data, check what they ask for, build, and train."""
     checkpoint = open_checkpoint(args)
     followed = follow_batch(args)
+    if args.compile and args.r1:  # aot_autograd raises at R1's first step, not here (PyTorch #183603)
+        raise UserError(f"--compile cannot take R1's gradient of a gradient: add --r1 0 (this run's R1 is {args.r1:g})")
     images, labels = load_mnist(args.data_root, device)
     if args.batch_size > len(images):
         raise UserError(f"--batch-size {args.batch_size} is larger than the training set ({len(images)} images)")
@@ -145,7 +150,7 @@ def start(args, device):
                         f"--d-width")
     say(f"device {device}, precision {args.amp} ({why}), {len(images)} images, batch size {args.batch_size}, "
         f"lr {args.lr_g:g}/{args.lr_d:g} (x {args.first_x:g} in epoch 1), betas {args.beta1:g}/{args.beta2:g}, "
-        f"average cap {args.ema_decay:.4g}"
+        f"average cap {args.ema_decay:.4g}, R1 {args.r1:g}"
         f"{' (following the batch size, as train.py --help says)' if followed else ''}"
         f"{', conditional' if config['num_classes'] else ''}")
     return train_epochs(args, config, parts, loop, (images, labels if config["num_classes"] else None), epoch, step)
@@ -194,8 +199,8 @@ def open_checkpoint(args):
     stored = {key: checkpoint["config"][key] for key in ("nz", "g_width", "d_width", "modes", "kernel_size")}
     stored["conditional"] = bool(checkpoint["config"]["num_classes"])
     for key, check in RUN_SETTINGS.items():  # each stored setting checked as its flag is
-        try:  # repr: a string or bool is refused; kits before first_x trained at x 1
-            stored[key] = check(repr({"first_x": 1.0, **checkpoint["train"]}[key]))
+        try:  # repr: a string or bool is refused; kits before first_x and r1 trained at x 1, without R1
+            stored[key] = check(repr({"first_x": 1.0, "r1": 0.0, **checkpoint["train"]}[key]))
         except (TypeError, KeyError, argparse.ArgumentTypeError):
             raise UserError(f"{path}: its stored {key} is missing or out of range") from None
     if checkpoint["train"].get("amp") not in ("off", "bf16", "fp16"):
@@ -331,7 +336,8 @@ def run_epoch(args, data, loop, epoch, step, stop, rows):
             torch.compiler.cudagraph_mark_step_begin()
         batch = order[i * bs:(i + 1) * bs]
         sums += train_step(real=images[batch], labels=None if labels is None else labels[batch],
-                           ema_decay=warmed_up_decay(step, args.ema_decay), **loop)
+                           ema_decay=warmed_up_decay(step, args.ema_decay),
+                           r1=args.r1 * R1_EVERY if step % R1_EVERY == 0 else 0.0, **loop)
         count, step = count + 1, step + 1
         if (i + 1) % args.log_every == 0 or i + 1 == steps_per_epoch or stop:
             log_row(args, rows, epoch, (step, args.epochs * steps_per_epoch), sums / count,

@@ -1,6 +1,7 @@
 """Training throughput of the kit against the way the common DCGAN examples train.
 
     python benchmarks/throughput.py --data-root ../shared/data
+    python benchmarks/throughput.py --data-root ../shared/data --batch-size 128
     python benchmarks/throughput.py --device cuda --steps 200 --repeats 5
 
 Every row runs full training steps (D step + G step, optimizers included) on real MNIST batches,
@@ -10,7 +11,8 @@ first row:
      step, the default memory layout and Adam's loop over parameters, as pytorch/examples'
      dcgan/main.py trains; the kit's default networks;
   2. the kit's default path on this device: gan.train_step on batches indexed out of the data
-     on the device, channels_last on the CPU, fused Adam, statistics read once per repeat;
+     on the device, channels_last on the CPU, fused Adam, statistics read once per repeat; then
+     with R1 every 16 steps, as train.py adds above batch 32 (--batch-size 128: the card's step);
   3. the default before this one: batch 128, and G without the choice read from its noise
      (--modes 0): what smaller batches and the choice cost;
   4. the kit with pytorch/examples' sizes, 4x4 kernels, D as wide as G, plain noise: what the
@@ -42,7 +44,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the kit lives one folder up
-from gan import Discriminator, Generator, train_step, update_average, weights_init  # noqa: E402
+from gan import R1_EVERY, Discriminator, Generator, train_step, update_average, weights_init  # noqa: E402
 from plumbing import (MAX_BATCH, ArgumentParser, UserError, add_device_flag, bounded, build_networks,  # noqa: E402
                       load_mnist, pick_device)
 
@@ -112,9 +114,11 @@ def baseline_runner(args, device, root):
     return lambda steps: sum(step() for _ in range(steps))
 
 
-def kit_runner(args, device, data, config=DEFAULT, dtype=None, compile=False, batch_size=None, tf32=(True, False)):
+def kit_runner(args, device, data, config=DEFAULT, dtype=None, compile=False, batch_size=None, tf32=(True, False),
+               r1=0.0):
     """The kit's training step as train.py runs it, on batches indexed out of the on-device data
-    (--batch-size, unless `batch_size` is given), with TF32 (in cuDNN, in matmuls) on CUDA as `tf32` says.
+    (--batch-size, unless `batch_size` is given), with TF32 (in cuDNN, in matmuls) on CUDA as `tf32` says,
+    R1 of weight `r1` every R1_EVERY steps.
     Returns (run, G, D, loop): run(steps) trains that many steps and returns the images seen."""
     bs = batch_size or args.batch_size
     torch.manual_seed(0)
@@ -135,7 +139,8 @@ def kit_runner(args, device, data, config=DEFAULT, dtype=None, compile=False, ba
         for i in range(steps):
             if compile and device.type == "cuda":  # CUDA graphs may reuse the step before's memory
                 torch.compiler.cudagraph_mark_step_begin()
-            sums += train_step(real=data[order[i * bs:(i + 1) * bs]], labels=None, ema_decay=0.99, **loop)
+            sums += train_step(real=data[order[i * bs:(i + 1) * bs]], labels=None, ema_decay=0.99,
+                               r1=r1 * R1_EVERY if i % R1_EVERY == 0 else 0.0, **loop)
         sums.tolist()  # the kit reads its statistics once per log interval
         return steps * bs
 
@@ -231,6 +236,7 @@ def measure(args, device):
     flops = image_flops(default[3], data, args.batch_size)
     rows = {"baseline (DataLoader, .item() per step)": (baseline_runner(args, device, args.data_root), flops),
             "kit default": (default[0], flops),
+            f"kit + R1 every {R1_EVERY} steps (above batch 32)": (kit_runner(args, device, data, r1=0.1)[0], flops),
             f"kit --batch-size {BATCH_BEFORE} --modes 0 (the old default)": (
                 before[0], image_flops(before[3], data, BATCH_BEFORE)),
             "kit --kernel-size 4 --d-width 64 --modes 0": (examples_sizes[0],
