@@ -102,11 +102,11 @@ def train_step(G, D, opt_g, opt_d, scaler, real, labels, autocast, ema, ema_deca
         logit_real, logit_fake = D(real, labels), D(fake.detach(), labels)  # (B,), (B,); no G grads
         loss_d = (F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
                   + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)))
+    objective = loss_d + r1 / 2 * r1_penalty(logit_real, real, scaler) if r1 > 0 else loss_d  # no add when off
     # fp16 loss scaling with two optimizers, as PyTorch's AMP examples do it: each optimizer stepped
     # through the scaler (it skips a step whose gradients overflowed), one update() after both.
-    penalty = r1 / 2 * r1_penalty(logit_real, real, scaler) if r1 > 0 else 0
     opt_d.zero_grad(set_to_none=True)
-    scaler.scale(loss_d + penalty).backward()
+    scaler.scale(objective).backward()
     scaler.step(opt_d)
     D.requires_grad_(False)  # G's loss needs gradients through D, not for D's own weights
     with autocast:
@@ -126,9 +126,8 @@ def train_step(G, D, opt_g, opt_d, scaler, real, labels, autocast, ema, ema_deca
 R1_EVERY = 16  # lazy R1, as StyleGAN2: r1 = gamma x 16 on every 16th step (0 between), for 1/16 the cost
 
 def r1_penalty(logit_real, real, scaler):
-    """R1 (Mescheder et al. 2018): D's squared gradient at the real images, summed per image, mean over the
-    batch; it keeps D smooth where the data is. Taken through the loss scaler, as PyTorch's AMP examples take
-    a gradient penalty, so fp16 gradients do not underflow; unscaled on the device, with no host read."""
+    """R1 (Mescheder et al. 2018): D's squared gradient at the real images, per image, mean over the batch. Through
+    the loss scaler as PyTorch's AMP examples take a gradient penalty (fp16 would underflow), unscaled on the device."""
     grad, = torch.autograd.grad(scaler.scale(logit_real.float().sum()), real, create_graph=True)
     return (grad / scaler.scale(torch.ones((), device=real.device))).square().flatten(1).sum(1).mean()
 
