@@ -1106,7 +1106,7 @@ def test_compile_with_r1_is_refused_before_anything_is_written(mnist_root, tmp_p
     # torch.compile has no double backward: without this check the run would fail at its first step.
     err = expect_exit_2(capsys, train.main, ["--data-root", str(mnist_root), "--out", str(tmp_path / "run"), *TINY,
                                              "--compile"])  # TINY's batch 64 takes R1 0.1
-    assert "--compile cannot take R1's gradient of a gradient: add --r1 0 (this run's R1 is 0.1)" in err
+    assert "--compile cannot take R1's gradient of a gradient (this run's R1 is 0.1): drop --compile, or start" in err
     assert not (tmp_path / "run").exists()
 
 

@@ -138,7 +138,8 @@ def start(args, device):
     checkpoint = open_checkpoint(args)
     followed = follow_batch(args)
     if args.compile and args.r1:  # aot_autograd raises at R1's first step, not here (PyTorch #183603)
-        raise UserError(f"--compile cannot take R1's gradient of a gradient: add --r1 0 (this run's R1 is {args.r1:g})")
+        raise UserError(f"--compile cannot take R1's gradient of a gradient (this run's R1 is {args.r1:g}): drop "
+                        f"--compile, or start a run with --r1 0")
     images, labels = load_mnist(args.data_root, device)
     if args.batch_size > len(images):
         raise UserError(f"--batch-size {args.batch_size} is larger than the training set ({len(images)} images)")
