@@ -107,7 +107,7 @@ def follow_batch(args):
     paper's betas (0.5, 0.999): without momentum it ended worse at 25 epochs (D pulls ahead). The first epoch
     alone runs at x 2.83 the rates: FD after it 13-56% lower; after 25 (three seeds) mean FD 7.8 at 32 (9.4 before,
     two seeds). At 128 D then left chance in the last epochs (FD 9.9-11.4 after 25); R1 (gamma 0.1 above batch 32,
-    tried at 128) holds it there: FD 9.0 and 9.1 (seeds 0, 2). --conditional, untried with either: x 1, no R1."""
+    tried at 128) holds it there: FD 8.7-9.1 (three seeds). --conditional, untried with either: x 1, no R1."""
     k = min(args.batch_size, 128) / 32
     rate, beta1, beta2 = (2e-4 * k, 0.5, 0.999) if args.conditional else (2e-4 * math.sqrt(k), 0.0, 1 - 0.01 * k)
     rule = dict(lr_g=rate, lr_d=rate, ema_decay=0.999 ** k, beta1=beta1, beta2=beta2,
