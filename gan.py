@@ -123,7 +123,9 @@ def train_step(G, D, opt_g, opt_d, scaler, real, labels, autocast, ema, ema_deca
     probs = [logit.detach().float().sigmoid().mean() for logit in (logit_real, logit_fake)]
     return torch.stack([loss_d.detach().float(), loss_g.detach().float(), *probs])
 
-R1_EVERY = 16  # lazy R1, as StyleGAN2: r1 = gamma x 16 on every 16th step (0 between), for 1/16 the cost
+def lazy_r1(gamma, step, every=16):
+    """train_step's r1 at `step` (from 0), lazy as StyleGAN2: gamma x `every` on every `every`-th step, 0 between."""
+    return gamma * every if step % every == 0 else 0.0
 
 def r1_penalty(logit_real, real, scaler):
     """R1 (Mescheder et al. 2018): D's squared gradient at the real images, per image, mean over the batch. Through

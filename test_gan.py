@@ -212,6 +212,11 @@ def test_r1_penalty_is_the_squared_gradient_at_the_real_images_through_the_loss_
         assert penalty.item() == pytest.approx(w.square().sum().item(), rel=1e-6)
 
 
+def test_lazy_r1_weighs_every_16th_step_16_times_and_skips_the_rest():
+    assert [gan.lazy_r1(0.1, step) for step in (0, 1, 15, 16, 33, 48)] == [1.6, 0, 0, 1.6, 0, 1.6]
+    assert gan.lazy_r1(0.0, 0) == 0  # off: train_step adds nothing
+
+
 def test_r1_keeps_ds_gradient_at_the_real_images_small():
     def penalty_after_training(r1):
         torch.manual_seed(0)

@@ -30,7 +30,7 @@ try:  # Ctrl-C while torch loads (seconds on a laptop) ends as quietly as one la
     from PIL import Image, ImageDraw
     from torchvision.utils import save_image
 
-    from gan import R1_EVERY, generate, train_step, warmed_up_decay
+    from gan import generate, lazy_r1, train_step, warmed_up_decay
     from plumbing import (CHECKPOINT_FORMAT, MAX_BATCH, MAX_MODES, MAX_NZ, MAX_WIDTH, SEED, ArgumentParser,
                           UserError, add_device_flag, all_finite, atomic_path, bounded, build_networks, grid_labels,
                           load_checkpoint, load_mnist, make_writable_dir, pick_device, save_checkpoint, say,
@@ -337,8 +337,7 @@ def run_epoch(args, data, loop, epoch, step, stop, rows):
             torch.compiler.cudagraph_mark_step_begin()
         batch = order[i * bs:(i + 1) * bs]
         sums += train_step(real=images[batch], labels=None if labels is None else labels[batch],
-                           ema_decay=warmed_up_decay(step, args.ema_decay),
-                           r1=args.r1 * R1_EVERY if step % R1_EVERY == 0 else 0.0, **loop)
+                           ema_decay=warmed_up_decay(step, args.ema_decay), r1=lazy_r1(args.r1, step), **loop)
         count, step = count + 1, step + 1
         if (i + 1) % args.log_every == 0 or i + 1 == steps_per_epoch or stop:
             log_row(args, rows, epoch, (step, args.epochs * steps_per_epoch), sums / count,

@@ -44,7 +44,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the kit lives one folder up
-from gan import R1_EVERY, Discriminator, Generator, train_step, update_average, weights_init  # noqa: E402
+from gan import Discriminator, Generator, lazy_r1, train_step, update_average, weights_init  # noqa: E402
 from plumbing import (MAX_BATCH, ArgumentParser, UserError, add_device_flag, bounded, build_networks,  # noqa: E402
                       load_mnist, pick_device)
 
@@ -118,7 +118,7 @@ def kit_runner(args, device, data, config=DEFAULT, dtype=None, compile=False, ba
                r1=0.0):
     """The kit's training step as train.py runs it, on batches indexed out of the on-device data
     (--batch-size, unless `batch_size` is given), with TF32 (in cuDNN, in matmuls) on CUDA as `tf32` says,
-    R1 of weight `r1` every R1_EVERY steps.
+    and R1 of gamma `r1` (gan.lazy_r1).
     Returns (run, G, D, loop): run(steps) trains that many steps and returns the images seen."""
     bs = batch_size or args.batch_size
     torch.manual_seed(0)
@@ -140,7 +140,7 @@ def kit_runner(args, device, data, config=DEFAULT, dtype=None, compile=False, ba
             if compile and device.type == "cuda":  # CUDA graphs may reuse the step before's memory
                 torch.compiler.cudagraph_mark_step_begin()
             sums += train_step(real=data[order[i * bs:(i + 1) * bs]], labels=None, ema_decay=0.99,
-                               r1=r1 * R1_EVERY if i % R1_EVERY == 0 else 0.0, **loop)
+                               r1=lazy_r1(r1, i), **loop)
         sums.tolist()  # the kit reads its statistics once per log interval
         return steps * bs
 
@@ -236,7 +236,7 @@ def measure(args, device):
     flops = image_flops(default[3], data, args.batch_size)
     rows = {"baseline (DataLoader, .item() per step)": (baseline_runner(args, device, args.data_root), flops),
             "kit default": (default[0], flops),
-            f"kit + R1 every {R1_EVERY} steps (above batch 32)": (kit_runner(args, device, data, r1=0.1)[0], flops),
+            "kit + R1 every 16 steps (above batch 32)": (kit_runner(args, device, data, r1=0.1)[0], flops),
             f"kit --batch-size {BATCH_BEFORE} --modes 0 (the old default)": (
                 before[0], image_flops(before[3], data, BATCH_BEFORE)),
             "kit --kernel-size 4 --d-width 64 --modes 0": (examples_sizes[0],
