@@ -46,8 +46,8 @@ FRACTION, LEARNING_RATE = bounded(float, 0, 1, open_high=True), bounded(float, 0
 # Settings a resumed run takes from its checkpoint, whatever the command line says, each with the
 # flag type that checks it, on the command line and in the checkpoint alike.
 RUN_SETTINGS = dict(batch_size=bounded(int, 1, MAX_BATCH), lr_g=LEARNING_RATE, lr_d=LEARNING_RATE, beta1=FRACTION,
-                    beta2=FRACTION, seed=SEED, ema_decay=FRACTION, first_x=bounded(float, 0, 10, open_low=True),
-                    r1=bounded(float, 0, 100))
+                    beta2=FRACTION, seed=SEED, ema_decay=FRACTION, ema_warmup=bounded(float, 1, 1000, open_low=True),
+                    first_x=bounded(float, 0, 10, open_low=True), r1=bounded(float, 0, 100))
 LOG_FIELDS = ("epoch", "step", "loss_d", "loss_g", "d_x", "d_g_z", "images_per_s")
 NUMBER = re.compile(r"-?\d+(\.\d+)?")  # what log_row writes in every cell
 MAX_STEP_BYTES = 8 * 2**30  # a step needing more would swap a laptop or fill a GPU: refused up front
@@ -74,8 +74,10 @@ def parser():
     p.add_argument("--modes", type=bounded(int, 0, MAX_MODES), default=10,
                    help="choices G reads from its noise, at most --nz; 0: plain noise, as the paper (default: 10)")
     p.add_argument("--kernel-size", type=int, default=5, choices=[4, 5], help="of stride-2 convolutions (default: 5)")
-    p.add_argument("--ema-decay", type=FRACTION,
-                   help="G's moving average, once warm (default: 0.999 ** (batch / 32), the batch counted up to 128)")
+    p.add_argument("--ema-decay", type=FRACTION, help="cap on the decay of G's moving average (default: 0.9999; "
+                   "0.999 ** (batch / 32) if conditional, the batch counted up to 128)")
+    p.add_argument("--ema-warmup", type=RUN_SETTINGS["ema_warmup"],
+                   help="the average's decay is (1 + step) / (this + step), capped (default: 15; 30 if conditional)")
     p.add_argument("--conditional", action="store_true", help="G and D get the digit, so sample.py can ask for one")
     p.add_argument("--data-root", default="data", help="folder holding MNIST/raw/ (default: data)")
     p.add_argument("--out", default="out", help="folder for grids, GIF, log and checkpoint (default: out)")
@@ -107,10 +109,14 @@ def follow_batch(args):
     paper's betas (0.5, 0.999): without momentum it ended worse at 25 epochs (D pulls ahead). The first epoch
     alone runs at x 2.83 the rates: FD after it 13-56% lower; after 25 (three seeds) mean FD 7.8 at 32 (9.4 before,
     two seeds). At 128 D then left chance in the last epochs (FD 9.9-11.4 after 25); R1 (gamma 0.1 above batch 32,
-    tried at 128) holds it there: FD 8.7-9.1 (three seeds). --conditional, untried with either: x 1, no R1."""
+    tried at 128) holds it there: FD 8.7-9.1 (three seeds). --conditional, untried with either: x 1, no R1.
+    G's average trails it by a 15th of the run (decay (1 + step) / (15 + step); 25 epochs at batch 32 or more never
+    reach the cap 0.9999), not a 30th capped at half an epoch: after 25 epochs FD 3-6% lower at 128, level at 32,
+    within 4% before (two seeds each). --conditional, untried with it, keeps the 30th, capped at 0.999 ** k."""
     k = min(args.batch_size, 128) / 32
     rate, beta1, beta2 = (2e-4 * k, 0.5, 0.999) if args.conditional else (2e-4 * math.sqrt(k), 0.0, 1 - 0.01 * k)
-    rule = dict(lr_g=rate, lr_d=rate, ema_decay=0.999 ** k, beta1=beta1, beta2=beta2,
+    rule = dict(lr_g=rate, lr_d=rate, ema_decay=0.999 ** k if args.conditional else 0.9999,
+                ema_warmup=30.0 if args.conditional else 15.0, beta1=beta1, beta2=beta2,
                 first_x=1.0 if args.conditional else 2.83, r1=0.1 if k > 1 and not args.conditional else 0.0)
     followed = [key for key in rule if getattr(args, key) is None]
     for key in followed:
@@ -151,7 +157,7 @@ def start(args, device):
                         f"--d-width")
     say(f"device {device}, precision {args.amp} ({why}), {len(images)} images, batch size {args.batch_size}, "
         f"lr {args.lr_g:g}/{args.lr_d:g} (x {args.first_x:g} in epoch 1), betas {args.beta1:g}/{args.beta2:g}, "
-        f"average cap {args.ema_decay:.4g}, R1 {args.r1:g}"
+        f"average (1 + step) / ({args.ema_warmup:g} + step) up to {args.ema_decay:.4g}, R1 {args.r1:g}"
         f"{' (following the batch size, as train.py --help says)' if followed else ''}"
         f"{', conditional' if config['num_classes'] else ''}")
     return train_epochs(args, config, parts, loop, (images, labels if config["num_classes"] else None), epoch, step)
@@ -200,8 +206,8 @@ def open_checkpoint(args):
     stored = {key: checkpoint["config"][key] for key in ("nz", "g_width", "d_width", "modes", "kernel_size")}
     stored["conditional"] = bool(checkpoint["config"]["num_classes"])
     for key, check in RUN_SETTINGS.items():  # each stored setting checked as its flag is
-        try:  # repr: a string or bool is refused; kits before first_x and r1 trained at x 1, without R1
-            stored[key] = check(repr({"first_x": 1.0, "r1": 0.0, **checkpoint["train"]}[key]))
+        try:  # repr: a string or bool is refused; kits before first_x, r1, ema_warmup: x 1, no R1, 30
+            stored[key] = check(repr({"first_x": 1.0, "r1": 0.0, "ema_warmup": 30.0, **checkpoint["train"]}[key]))
         except (TypeError, KeyError, argparse.ArgumentTypeError):
             raise UserError(f"{path}: its stored {key} is missing or out of range") from None
     if checkpoint["train"].get("amp") not in ("off", "bf16", "fp16"):
@@ -337,7 +343,8 @@ def run_epoch(args, data, loop, epoch, step, stop, rows):
             torch.compiler.cudagraph_mark_step_begin()
         batch = order[i * bs:(i + 1) * bs]
         sums += train_step(real=images[batch], labels=None if labels is None else labels[batch],
-                           ema_decay=warmed_up_decay(step, args.ema_decay), r1=lazy_r1(args.r1, step), **loop)
+                           ema_decay=warmed_up_decay(step, args.ema_decay, args.ema_warmup),
+                           r1=lazy_r1(args.r1, step), **loop)
         count, step = count + 1, step + 1
         if (i + 1) % args.log_every == 0 or i + 1 == steps_per_epoch or stop:
             log_row(args, rows, epoch, (step, args.epochs * steps_per_epoch), sums / count,
