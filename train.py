@@ -103,7 +103,7 @@ def follow_batch(args):
     """Fill in the settings that follow the batch size, where neither typed nor resumed; returns their names.
     The recipe was tuned at batch 32: Adam without momentum, betas (0, 0.99). At k times that batch an epoch
     makes 1/k the updates, so the settings follow Adam's SDE scaling rule (Malladi et al. 2022): learning rates
-    x sqrt(k), 1 - beta2 x k, the moving average's cap 0.999 ** k. At 128 FD fell 28-51% after 1 epoch, level or
+    x sqrt(k), 1 - beta2 x k. At 128 FD fell 28-51% after 1 epoch, level or
     lower after 25, on three seeds; rates x k^0.75 or x k start faster, then D leaves chance and FD ends 37-152%
     higher (docs/experiments.md). Above 128, untried, they stay at 128's. --conditional keeps rates x k and the
     paper's betas (0.5, 0.999): without momentum it ended worse at 25 epochs (D pulls ahead). The first epoch
