@@ -145,7 +145,7 @@ def update_average(average, G, decay):
         if not mean.is_floating_point():  # BatchNorm's count of batches seen
             mean.copy_(new)
 
-def warmed_up_decay(step, decay, warmup=15):
+def warmed_up_decay(step, decay, warmup):
     """The moving average's decay at `step` (from 0): (1 + step) / (warmup + step), capped at `decay`. It weighs
     step s's weights as about s ** (warmup - 2) (polynomial-decay averaging, Shamir & Zhang 2013), so it trails G
     by about step / warmup steps: it forgets the random init within an epoch, and a longer run averages longer."""

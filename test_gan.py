@@ -435,7 +435,7 @@ def test_ema_warm_up_forgets_the_init_within_one_epoch():
     ema = copy.deepcopy(weight)  # the average starts at the initial weight, 0
     torch.nn.init.ones_(weight.weight)  # then the weights jump to 1 and stay there
     for step in range(469):
-        gan.update_average(ema, weight, gan.warmed_up_decay(step, 0.9999))
+        gan.update_average(ema, weight, gan.warmed_up_decay(step, 0.9999, 15))
     assert 0 <= 1 - ema.weight.item() < 0.01  # left of the init; a fixed 0.999 would leave 63%
 
 
@@ -627,7 +627,7 @@ def test_train_step_never_reads_the_device(monkeypatch):
         autocast = torch.autocast("cpu", dtype=dtype) if dtype else nullcontext()
         scaler = torch.amp.GradScaler("cpu", enabled=dtype is not None)
         for step in range(2):
-            decay = gan.warmed_up_decay(step, 0.99)
+            decay = gan.warmed_up_decay(step, 0.99, 15)
             gan.train_step(G, D, opt_g, opt_d, scaler, real, None, autocast, copy.deepcopy(G), decay, r1=1.6 * step)
 
 
