@@ -101,18 +101,18 @@ def parse_args(argv=None):
 
 def follow_batch(args):
     """Fill in the settings that follow the batch size, where neither typed nor resumed; returns their names.
-    The recipe was tuned at batch 32: Adam without momentum, betas (0, 0.99). At k times that batch an epoch
-    makes 1/k the updates, so the settings follow Adam's SDE scaling rule (Malladi et al. 2022): learning rates
-    x sqrt(k), 1 - beta2 x k. At 128 FD fell 28-51% after 1 epoch, level or
-    lower after 25, on three seeds; rates x k^0.75 or x k start faster, then D leaves chance and FD ends 37-152%
-    higher (docs/experiments.md). Above 128, untried, they stay at 128's. --conditional keeps rates x k and the
-    paper's betas (0.5, 0.999): without momentum it ended worse at 25 epochs (D pulls ahead). The first epoch
-    alone runs at x 2.83 the rates: FD after it 13-56% lower; after 25 (three seeds) mean FD 7.8 at 32 (9.4 before,
-    two seeds). At 128 D then left chance in the last epochs (FD 9.9-11.4 after 25); R1 (gamma 0.1 above batch 32,
-    tried at 128) holds it there: FD 8.7-9.1 (three seeds). --conditional, untried with either: x 1, no R1.
-    G's average trails it by a 15th of the run (decay (1 + step) / (15 + step); 25 epochs at batch 32 or more never
-    reach the cap 0.9999), not a 30th capped at half an epoch: after 25 epochs FD 3-6% lower at 128, level at 32,
-    within 4% before (two seeds each). --conditional, untried with it, keeps the 30th, capped at 0.999 ** k."""
+    The recipe was tuned at batch 32: Adam without momentum, betas (0, 0.99). At k times that batch an epoch makes
+    1/k the updates, so the settings follow Adam's SDE scaling rule (Malladi et al. 2022): learning rates x sqrt(k),
+    1 - beta2 x k. At 128 FD fell 28-51% after 1 epoch, level or lower after 25, on three seeds; rates x k^0.75 or
+    x k start faster, then D leaves chance and FD ends 37-152% higher; x k^0.25 after the first epoch ends level on
+    two seeds of three (docs/experiments.md). Above 128, untried, they stay at 128's. --conditional keeps rates x k
+    and the paper's betas (0.5, 0.999): without momentum it ended worse at 25 epochs (D pulls ahead). The first epoch
+    alone runs at x 2.83 the rates: FD after it 13-56% lower; after 25 (three seeds) mean FD 7.8 at 32. At 128 D then
+    left chance in the last epochs (FD 9.9-11.4 after 25); R1 (gamma 0.1 above batch 32, tried at 128) holds it
+    there: FD 8.7-9.1 (three seeds). --conditional, untried with either: x 1, no R1. G's average trails it by a 15th
+    of the run (decay (1 + step) / (15 + step); 25 epochs at batch 32 or more never reach the cap 0.9999), not a 30th
+    capped at half an epoch: after 25 epochs FD 3-6% lower at 128, level to 3% lower at 32, within 4% before (three
+    seeds each). --conditional, untried with it, keeps the 30th, capped at 0.999 ** k."""
     k = min(args.batch_size, 128) / 32
     rate, beta1, beta2 = (2e-4 * k, 0.5, 0.999) if args.conditional else (2e-4 * math.sqrt(k), 0.0, 1 - 0.01 * k)
     rule = dict(lr_g=rate, lr_d=rate, ema_decay=0.999 ** k if args.conditional else 0.9999,
