@@ -891,7 +891,7 @@ BAD_NUMBERS = {
               ("--epochs", "0"), ("--epochs", "10001"), ("--batch-size", "4097"), ("--batch-size", "1e3"),
               ("--nz", "0"), ("--nz", "1025"), ("--g-width", "513"), ("--d-width", "0"), ("--modes", "-1"),
               ("--modes", "101"), ("--first-x", "0"), ("--first-x", "11"), ("--first-x", "nan"), ("--r1", "-0.1"),
-              ("--r1", "101"), ("--r1", "inf"), ("--ema-warmup", "1"), ("--ema-warmup", "1001"),
+              ("--late-x", "0"), ("--late-x", "11"), ("--late-x", "-inf"), ("--r1", "101"), ("--r1", "inf"), ("--ema-warmup", "1"), ("--ema-warmup", "1001"),
               ("--seed", "-1"), ("--seed", str(2**32)), ("--log-every", "0")],
     "sample": [("--n", "100001"), ("--nrow", "0"), ("--batch-size", "0"), ("--batch-size", "10001"),
                ("--seed", "x"), ("--count", "0"), ("--count", "101")],
@@ -966,6 +966,7 @@ FORGED_FOR_RESUME = [
     (("train", "batch_size"), 10**9, "stored batch_size"),
     (("train", "lr_g"), "0.1", "stored lr_g"),
     (("train", "first_x"), 0.0, "stored first_x"),
+    (("train", "late_x"), 20.0, "stored late_x"),
     (("train", "r1"), -1.0, "stored r1"),
     (("train", "ema_warmup"), 1.0, "stored ema_warmup"),
     (("train",), None, "stored batch_size"),
@@ -1193,20 +1194,22 @@ def test_benchmark_times_what_train_py_trains_by_default():
 @pytest.mark.parametrize("batch, k", [(32, 1), (128, 4), (4096, 4), (8, 0.25)])
 def test_learning_rates_betas_and_average_follow_the_batch_size(batch, k):
     args = train.parse_args(["--batch-size", str(batch)])
-    assert train.follow_batch(args) == ["lr_g", "lr_d", "ema_decay", "ema_warmup", "beta1", "beta2", "first_x", "r1"]
+    assert train.follow_batch(args) == ["lr_g", "lr_d", "ema_decay", "ema_warmup", "beta1", "beta2", "first_x",
+                                        "late_x", "r1"]
     rate = 2e-4 * k ** 0.5  # Adam's SDE rule from batch 32: rates x sqrt(k), 1 - beta2 x k
     assert (args.lr_g, args.lr_d, args.ema_decay, args.ema_warmup, args.beta1, args.first_x, args.r1) == (
         pytest.approx(rate), pytest.approx(rate), 0.9999, 15, 0, 2.83, 0.1 if batch > 32 else 0)
+    assert args.late_x == pytest.approx(max(k, 1) ** -0.25)  # from epoch 11, rates x k^0.25 from batch 32's
     assert args.beta2 == pytest.approx(1 - 0.01 * k)
     typed = train.parse_args(["--batch-size", str(batch), "--lr-g", "3e-4", "--ema-decay", "0.99", "--beta1", "0.3",
                               "--r1", "2"])
-    assert train.follow_batch(typed) == ["lr_d", "ema_warmup", "beta2", "first_x"] and typed.r1 == 2
+    assert train.follow_batch(typed) == ["lr_d", "ema_warmup", "beta2", "first_x", "late_x"] and typed.r1 == 2
     assert (typed.lr_g, typed.lr_d, typed.ema_decay, typed.beta1) == (3e-4, pytest.approx(rate), 0.99, 0.3)
     conditional = train.parse_args(["--batch-size", str(batch), "--conditional"])  # (0, 0.99) ended worse there
     train.follow_batch(conditional)
     assert (conditional.lr_g, conditional.lr_d, conditional.beta1, conditional.beta2, conditional.first_x,
-            conditional.r1, conditional.ema_decay, conditional.ema_warmup) == (2e-4 * k, 2e-4 * k, 0.5, 0.999, 1, 0,
-                                                                               0.999 ** k, 30)
+            conditional.late_x, conditional.r1, conditional.ema_decay, conditional.ema_warmup) == (
+        2e-4 * k, 2e-4 * k, 0.5, 0.999, 1, 1, 0, 0.999 ** k, 30)
 
 
 def test_ema_warmup_changes_the_average_and_not_the_training(mnist_root, tmp_path):
@@ -1226,8 +1229,8 @@ def rates_trained_at(path):
 
 def test_start_line_says_the_settings_that_follow_the_batch(mnist_root, tmp_path, capsys):
     run_train(mnist_root, tmp_path, "--epochs", "1")  # TINY trains at batch 64: sqrt(2) times batch 32's rate
-    said = ("batch size 64, lr 0.000282843/0.000282843 (x 2.83 in epoch 1), betas 0/0.98, average (1 + step) / "
-            "(15 + step) up to 0.9999, R1 0.1")
+    said = ("batch size 64, lr 0.000282843/0.000282843 (x 2.83 in epoch 1, x 0.841 from 11), betas 0/0.98, R1 0.1, "
+            "average (1 + step) / (15 + step) up to 0.9999")
     assert said + " (following" in capsys.readouterr().out
     assert rates_trained_at(tmp_path / "checkpoint.pt") == [pytest.approx(2.83 * 2e-4 * 2 ** 0.5)] * 2
     run_train(mnist_root, tmp_path, "--epochs", "2", "--resume")  # the run's own settings, said as its own
@@ -1236,21 +1239,29 @@ def test_start_line_says_the_settings_that_follow_the_batch(mnist_root, tmp_path
     assert "following" not in out
     assert rates_trained_at(tmp_path / "checkpoint.pt") == [pytest.approx(2e-4 * 2 ** 0.5)] * 2  # from epoch 2 on
     run_train(mnist_root, tmp_path / "b32", "--epochs", "1", "--batch-size", "32")
-    assert ("batch size 32, lr 0.0002/0.0002 (x 2.83 in epoch 1), betas 0/0.99, average (1 + step) / (15 + step) up "
-            "to 0.9999, R1 0 (following" in capsys.readouterr().out)
+    assert ("batch size 32, lr 0.0002/0.0002 (x 2.83 in epoch 1, x 1 from 11), betas 0/0.99, R1 0, average (1 + step) "
+            "/ (15 + step) up to 0.9999 (following" in capsys.readouterr().out)
     checkpoint = torch.load(tmp_path / "b32" / "checkpoint.pt", weights_only=True)
     assert [checkpoint[opt]["param_groups"][0]["betas"] for opt in ("opt_g", "opt_d")] == [(0, 0.99)] * 2
 
 
-def test_a_run_of_a_kit_before_first_x_r1_and_ema_warmup_resumes_as_it_trained(trained, mnist_root, tmp_path, capsys):
+def test_rates_fall_by_late_x_from_the_eleventh_epoch(mnist_root, tmp_path):
+    run_train(mnist_root, tmp_path, "--epochs", "10")  # batch 64: k = 2
+    assert rates_trained_at(tmp_path / "checkpoint.pt") == [pytest.approx(2e-4 * 2 ** 0.5)] * 2
+    run_train(mnist_root, tmp_path, "--epochs", "11", "--resume")
+    assert rates_trained_at(tmp_path / "checkpoint.pt") == [pytest.approx(2e-4 * 2 ** 0.25)] * 2
+
+
+def test_a_run_of_an_older_kit_resumes_as_it_trained(trained, mnist_root, tmp_path, capsys):
     checkpoint = torch.load(trained / "checkpoint.pt", weights_only=True)
-    del checkpoint["train"]["first_x"], checkpoint["train"]["r1"], checkpoint["train"]["ema_warmup"]
+    del checkpoint["train"]["first_x"], checkpoint["train"]["late_x"], checkpoint["train"]["r1"]
+    del checkpoint["train"]["ema_warmup"]
     (tmp_path / "old").mkdir()
     plumbing.save_checkpoint(checkpoint, tmp_path / "old" / "checkpoint.pt")
     run_train(mnist_root, tmp_path / "old", "--epochs", "3", "--resume")
-    assert "--ema-warmup 30.0, --first-x 1.0, --r1 0.0" in capsys.readouterr().out
+    assert "--ema-warmup 30.0, --first-x 1.0, --late-x 1.0, --r1 0.0" in capsys.readouterr().out
     stored = torch.load(tmp_path / "old" / "checkpoint.pt", weights_only=True)["train"]
-    assert (stored["first_x"], stored["r1"], stored["ema_warmup"]) == (1.0, 0.0, 30.0)
+    assert (stored["first_x"], stored["late_x"], stored["r1"], stored["ema_warmup"]) == (1.0, 1.0, 0.0, 30.0)
 
 
 COMMANDS = {  # each script with a bad input, and the one line it answers
@@ -1520,6 +1531,7 @@ def test_resumes_that_do_not_fit_are_refused(trained, mnist_root, tmp_path, caps
                                ("--amp", "fp16", "--amp fp16 contradicts the run's amp off"),
                                ("--g-width", "16", "--g-width 16 contradicts the run's g_width 8"),
                                ("--first-x", "1", "--first-x 1.0 contradicts the run's first_x 2.83"),
+                               ("--late-x", "1", "--late-x 1.0 contradicts the run's late_x 0.8408964152537145"),
                                ("--r1", "0", "--r1 0.0 contradicts the run's r1 0.1")):
         argv = ["--data-root", str(mnist_root), "--out", str(out), *TINY, flag, value, "--epochs", "3", "--resume"]
         assert words in expect_exit_2(capsys, train.main, argv)
@@ -1645,7 +1657,8 @@ def test_the_search_driver_runs_candidates_side_by_side_into_one_table(scored_ro
         stored = torch.load(tmp_path / f"a_s{seed}" / "checkpoint.pt", weights_only=True)["train"]
         # lr_d as typed, the rest following the batch
         assert stored == dict(batch_size=64, lr_g=2e-4 * math.sqrt(2), lr_d=3e-4, beta1=0.0, beta2=0.98, seed=seed,
-                              ema_decay=0.9999, ema_warmup=15.0, first_x=2.83, r1=0.1, amp="off")
+                              ema_decay=0.9999, ema_warmup=15.0, first_x=2.83, late_x=2 ** -0.25,
+                              r1=0.1, amp="off")
     assert lines[4] == f"| bad, seed 0 (exit 1: {tmp_path / 'bad_s0'}/stages.log) |  |"
     assert "--lr-g: must be a number in (0, 1]" in (tmp_path / "bad_s0" / "stages.log").read_text()
 

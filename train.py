@@ -43,11 +43,12 @@ else:
     import fcntl
 
 FRACTION, LEARNING_RATE = bounded(float, 0, 1, open_high=True), bounded(float, 0, 1, open_low=True)
+RATE_X = bounded(float, 0, 10, open_low=True)
 # Settings a resumed run takes from its checkpoint, whatever the command line says, each with the
 # flag type that checks it, on the command line and in the checkpoint alike.
 RUN_SETTINGS = dict(batch_size=bounded(int, 1, MAX_BATCH), lr_g=LEARNING_RATE, lr_d=LEARNING_RATE, beta1=FRACTION,
                     beta2=FRACTION, seed=SEED, ema_decay=FRACTION, ema_warmup=bounded(float, 1, 1000, open_low=True),
-                    first_x=bounded(float, 0, 10, open_low=True), r1=bounded(float, 0, 100))
+                    first_x=RATE_X, late_x=RATE_X, r1=bounded(float, 0, 100))
 LOG_FIELDS = ("epoch", "step", "loss_d", "loss_g", "d_x", "d_g_z", "images_per_s")
 NUMBER = re.compile(r"-?\d+(\.\d+)?")  # what log_row writes in every cell
 MAX_STEP_BYTES = 8 * 2**30  # a step needing more would swap a laptop or fill a GPU: refused up front
@@ -65,8 +66,9 @@ def parser():
     p.add_argument("--lr-d", type=LEARNING_RATE, help="discriminator Adam learning rate (default: as --lr-g)")
     p.add_argument("--beta1", type=FRACTION, help="Adam beta1 (default: 0; 0.5 if conditional)")
     p.add_argument("--beta2", type=FRACTION, help="Adam beta2 (default: 1 - 0.01 k; 0.999 if conditional)")
-    p.add_argument("--first-x", type=RUN_SETTINGS["first_x"],
-                   help="rates x this in epoch 1 (default: 2.83; 1 if conditional)")
+    p.add_argument("--first-x", type=RATE_X, help="rates x this in epoch 1 (default: 2.83; 1 if conditional)")
+    p.add_argument("--late-x", type=RATE_X,
+                   help="rates x this from epoch 11 (default: max(k, 1) ** -0.25; 1 if conditional)")
     p.add_argument("--r1", type=RUN_SETTINGS["r1"], help="D's R1 penalty gamma (default: 0.1 above batch 32, else 0)")
     p.add_argument("--nz", type=bounded(int, 1, MAX_NZ), default=100, help="latent size (default: 100)")
     p.add_argument("--g-width", type=bounded(int, 1, MAX_WIDTH), default=64, help="generator base width (default: 64)")
@@ -101,23 +103,20 @@ def parse_args(argv=None):
 
 def follow_batch(args):
     """Fill in the settings that follow the batch size, where neither typed nor resumed; returns their names.
-    The recipe was tuned at batch 32: Adam without momentum, betas (0, 0.99). At k times that batch an epoch makes
-    1/k the updates, so the settings follow Adam's SDE scaling rule (Malladi et al. 2022): learning rates x sqrt(k),
-    1 - beta2 x k. At 128 FD fell 28-51% after 1 epoch, level or lower after 25, on three seeds; rates x k^0.75 or
-    x k start faster, then D leaves chance and FD ends 37-152% higher; x k^0.25 after the first epoch ends level on
-    two seeds of three (docs/experiments.md). Above 128, untried, they stay at 128's. --conditional keeps rates x k
-    and the paper's betas (0.5, 0.999): without momentum it ended worse at 25 epochs (D pulls ahead). The first epoch
-    alone runs at x 2.83 the rates: FD after it 13-56% lower; after 25 (three seeds) mean FD 7.8 at 32. At 128 D then
-    left chance in the last epochs (FD 9.9-11.4 after 25); R1 (gamma 0.1 above batch 32, tried at 128) holds it
-    there: FD 8.7-9.1 (three seeds). --conditional, untried with either: x 1, no R1. G's average trails it by a 15th
-    of the run (decay (1 + step) / (15 + step); 25 epochs at batch 32 or more never reach the cap 0.9999), not a 30th
-    capped at half an epoch: after 25 epochs FD 3-6% lower at 128, level to 3% lower at 32, within 4% before (three
-    seeds each). --conditional, untried with it, keeps the 30th, capped at 0.999 ** k."""
+    The recipe was tuned at batch 32: Adam without momentum, betas (0, 0.99). At k times that batch an epoch makes 1/k
+    the updates, so the settings follow Adam's SDE scaling rule (Malladi et al. 2022): rates x sqrt(k), 1 - beta2 x k
+    (at 128 FD 28-51% lower after 1 epoch, level or lower after 25; x k^0.75 or x k ended 37-152% higher); above 128,
+    untried, 128's. Epoch 1 runs at x 2.83 the rates (FD after it 13-56% lower); at 128 D then left chance late, and R1
+    (gamma 0.1 above 32) holds it there. From epoch 11 the rates fall to k^0.25 x 32's: FD after 25 at 128 8.2, 7.3,
+    8.3 against 8.7, 8.2, 8.6. G's average trails it by a 15th of the run, (1 + step) / (15 + step), not a 30th capped
+    at half an epoch: FD after 25 3-6% lower at 128, level to 3% lower at 32. --conditional, untried with these, keeps
+    rates x k, the paper's betas (D pulled ahead without momentum), x 1, no R1 and the 30th capped at 0.999 ** k."""
     k = min(args.batch_size, 128) / 32
     rate, beta1, beta2 = (2e-4 * k, 0.5, 0.999) if args.conditional else (2e-4 * math.sqrt(k), 0.0, 1 - 0.01 * k)
     rule = dict(lr_g=rate, lr_d=rate, ema_decay=0.999 ** k if args.conditional else 0.9999,
                 ema_warmup=30.0 if args.conditional else 15.0, beta1=beta1, beta2=beta2,
-                first_x=1.0 if args.conditional else 2.83, r1=0.1 if k > 1 and not args.conditional else 0.0)
+                first_x=1.0 if args.conditional else 2.83, late_x=1.0 if args.conditional else max(k, 1) ** -0.25,
+                r1=0.1 if k > 1 and not args.conditional else 0.0)
     followed = [key for key in rule if getattr(args, key) is None]
     for key in followed:
         setattr(args, key, rule[key])
@@ -156,9 +155,9 @@ def start(args, device):
                         f"per step (at most {MAX_STEP_BYTES / 2**30:.0f}): lower --batch-size, --g-width or "
                         f"--d-width")
     say(f"device {device}, precision {args.amp} ({why}), {len(images)} images, batch size {args.batch_size}, "
-        f"lr {args.lr_g:g}/{args.lr_d:g} (x {args.first_x:g} in epoch 1), betas {args.beta1:g}/{args.beta2:g}, "
-        f"average (1 + step) / ({args.ema_warmup:g} + step) up to {args.ema_decay:.4g}, R1 {args.r1:g}"
-        f"{' (following the batch size, as train.py --help says)' if followed else ''}"
+        f"lr {args.lr_g:g}/{args.lr_d:g} (x {args.first_x:g} in epoch 1, x {args.late_x:.3g} from 11), "
+        f"betas {args.beta1:g}/{args.beta2:g}, R1 {args.r1:g}, average (1 + step) / ({args.ema_warmup:g} + step) up to "
+        f"{args.ema_decay:.4g}{' (following the batch size, as train.py --help says)' if followed else ''}"
         f"{', conditional' if config['num_classes'] else ''}")
     return train_epochs(args, config, parts, loop, (images, labels if config["num_classes"] else None), epoch, step)
 
@@ -206,8 +205,9 @@ def open_checkpoint(args):
     stored = {key: checkpoint["config"][key] for key in ("nz", "g_width", "d_width", "modes", "kernel_size")}
     stored["conditional"] = bool(checkpoint["config"]["num_classes"])
     for key, check in RUN_SETTINGS.items():  # each stored setting checked as its flag is
-        try:  # repr: a string or bool is refused; kits before first_x, r1, ema_warmup: x 1, no R1, 30
-            stored[key] = check(repr({"first_x": 1.0, "r1": 0.0, "ema_warmup": 30.0, **checkpoint["train"]}[key]))
+        try:  # repr: a string or bool is refused; kits before first_x, late_x, r1, ema_warmup: x 1, no R1, 30
+            old = {"first_x": 1.0, "late_x": 1.0, "r1": 0.0, "ema_warmup": 30.0}
+            stored[key] = check(repr({**old, **checkpoint["train"]}[key]))
         except (TypeError, KeyError, argparse.ArgumentTypeError):
             raise UserError(f"{path}: its stored {key} is missing or out of range") from None
     if checkpoint["train"].get("amp") not in ("off", "bf16", "fp16"):
@@ -336,7 +336,7 @@ def run_epoch(args, data, loop, epoch, step, stop, rows):
     # The epoch's shuffle comes from (seed, epoch), so a resumed run rebuilds it.
     order = torch.randperm(n, generator=torch.Generator().manual_seed(args.seed * 100_003 + epoch)).to(images.device)
     sums, count, start = torch.zeros(4, device=images.device), 0, time.perf_counter()
-    x = args.first_x if epoch == 0 else 1.0  # a fast start: follow_batch says why
+    x = args.first_x if epoch == 0 else args.late_x if epoch >= 10 else 1.0  # follow_batch says why
     loop["opt_g"].param_groups[0]["lr"], loop["opt_d"].param_groups[0]["lr"] = args.lr_g * x, args.lr_d * x
     for i in range(step - epoch * steps_per_epoch, steps_per_epoch):
         if mark_step:
