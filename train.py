@@ -204,9 +204,9 @@ def open_checkpoint(args):
     checkpoint = load_checkpoint(path)
     stored = {key: checkpoint["config"][key] for key in ("nz", "g_width", "d_width", "modes", "kernel_size")}
     stored["conditional"] = bool(checkpoint["config"]["num_classes"])
+    old = {"first_x": 1.0, "late_x": 1.0, "r1": 0.0, "ema_warmup": 30.0}  # what kits before these settings ran
     for key, check in RUN_SETTINGS.items():  # each stored setting checked as its flag is
-        try:  # repr: a string or bool is refused; kits before first_x, late_x, r1, ema_warmup: x 1, no R1, 30
-            old = {"first_x": 1.0, "late_x": 1.0, "r1": 0.0, "ema_warmup": 30.0}
+        try:  # repr: a string or bool is refused
             stored[key] = check(repr({**old, **checkpoint["train"]}[key]))
         except (TypeError, KeyError, argparse.ArgumentTypeError):
             raise UserError(f"{path}: its stored {key} is missing or out of range") from None
