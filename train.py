@@ -108,7 +108,7 @@ def follow_batch(args):
     (at 128 FD 28-51% lower after 1 epoch, level or lower after 25; x k^0.75 or x k ended 37-152% higher); above 128,
     untried, 128's. Epoch 1 runs at x 2.83 the rates (FD after it 13-56% lower); at 128 D then left chance late, and R1
     (gamma 0.1 above 32) holds it there. From epoch 11 the rates fall to k^0.25 x 32's: FD after 25 at 128 8.2, 7.3,
-    8.3 against 8.7, 8.2, 8.6. G's average trails it by a 15th of the run, (1 + step) / (15 + step), not a 30th capped
+    8.3, was 8.7, 8.2, 8.6 (x 0.71 at 32: 7-13% higher). G's average trails it by a 15th of the run, not a 30th capped
     at half an epoch: FD after 25 3-6% lower at 128, level to 3% lower at 32. --conditional, untried with these, keeps
     rates x k, the paper's betas (D pulled ahead without momentum), x 1, no R1 and the 30th capped at 0.999 ** k."""
     k = min(args.batch_size, 128) / 32
